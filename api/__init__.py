@@ -1,0 +1,1 @@
+"""Thin, stateless aiohttp API pods: reads from Redis, SSE fan-out, validated writes to Kafka."""

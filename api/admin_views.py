@@ -1,0 +1,229 @@
+"""Admin writes and what became of them: publish events, event status, item history."""
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from api.auth import Role, authenticate
+from api.errors import Conflict, NotFound, NotReady, Unprocessable
+from api.keys import MENUS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
+from api.metrics import PRODUCE_FAILURES, PRODUCE_LATENCY
+from api.requests import read_json
+from feastflow.redis_keys import EVENT_STATUS_TTL_S, event_key
+from models.errors import InvalidEvent
+from models.events import (
+    MAX_EVENTS_PER_BATCH,
+    AdminEventInput,
+    Event,
+    EventBatch,
+    EventType,
+    ItemAvailabilitySet,
+    ItemRemoved,
+    ItemUpserted,
+    PriceSet,
+    RestaurantUpserted,
+    parse_admin_event,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+ITEM_EVENT_TYPES = (
+    EventType.ITEM_UPSERTED.value,
+    EventType.ITEM_REMOVED.value,
+    EventType.ITEM_AVAILABILITY_SET.value,
+    EventType.PRICE_SET.value,
+)
+
+
+async def publish_events(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    principal = authenticate(request, settings.jwt_secret, Role.ADMIN)
+    await app[RATE_LIMITER].check("admin", principal.subject, settings.admin_rate_per_second)
+    inputs = _parse_events(await read_json(request), settings.city_codes)
+    cities = {event.city for event in inputs}
+    if len(cities) > 1:
+        raise Unprocessable(
+            "a batch is applied all or nothing within one city; send one batch per city",
+            field="events",
+            code="batch_spans_cities",
+        )
+    await _check_expected_versions(request, inputs)
+    now = utc_now()
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    events = tuple(
+        Event(
+            event_id=uuid.uuid4().hex,
+            type=item.type,
+            city=item.city,
+            occurred_at=now,
+            actor=principal.subject,
+            payload=item.payload,
+            expected_version=item.expected_version,
+            request_id=request_id,
+        )
+        for item in inputs
+    )
+    batch = EventBatch(city=events[0].city, events=events, batch_id=uuid.uuid4().hex)
+    started = time.perf_counter()
+    try:
+        await app[PUBLISHER].publish(batch)
+    except Exception as exc:
+        PRODUCE_FAILURES.inc()
+        logger.error("publishing batch %s failed: %r", batch.batch_id, exc, extra={"request_id": request_id})
+        raise NotReady("the event log did not acknowledge the change; retry", code="publish_failed") from None
+    PRODUCE_LATENCY.observe(time.perf_counter() - started)
+    await _mark_published(request, events, now)
+    logger.info(
+        "published %d events",
+        len(events),
+        extra={"batch_id": batch.batch_id, "city": batch.city, "request_id": request_id},
+    )
+    body = {"event_ids": [e.event_id for e in events], "batch_id": batch.batch_id}
+    return web.Response(
+        status=202, body=orjson.dumps(body), content_type="application/json", headers={"X-Request-Id": request_id}
+    )
+
+
+def _parse_events(body: Any, cities: tuple[str, ...]) -> list[AdminEventInput]:
+    if isinstance(body, dict) and "events" in body and "type" not in body:
+        if set(body) != {"events"}:
+            raise Unprocessable("a batch has only an 'events' list", field=sorted(set(body) - {"events"})[0])
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise Unprocessable("must be a non-empty list of events", field="events")
+        if len(items) > MAX_EVENTS_PER_BATCH:
+            raise Unprocessable(f"at most {MAX_EVENTS_PER_BATCH} events per batch", field="events")
+        sources = [(item, f"events[{i}]") for i, item in enumerate(items)]
+    else:
+        sources = [(body, "")]
+    try:
+        return [parse_admin_event(item, path, cities) for item, path in sources]
+    except InvalidEvent as exc:
+        raise Unprocessable(exc.message, field=exc.field, code=exc.code) from None
+
+
+async def _check_expected_versions(request: web.Request, inputs: list[AdminEventInput]) -> None:
+    """Refuse early what the worker would refuse anyway; the worker's check is the one that counts."""
+    menus = request.app[MENUS]
+    for index, item in enumerate(inputs):
+        if item.expected_version is None:
+            continue
+        payload = item.payload
+        current: dict[str, Any] | None
+        if isinstance(payload, ItemUpserted | ItemRemoved | ItemAvailabilitySet | PriceSet):
+            current = await menus.item(item.city, payload.item_id)
+        elif isinstance(payload, RestaurantUpserted):
+            current = await menus.restaurant(item.city, payload.restaurant_id)
+        else:
+            current = await menus.pricing(item.city)
+        version = int(current["version"]) if current else 0
+        if version != item.expected_version:
+            field = f"events[{index}].expected_version" if len(inputs) > 1 else "expected_version"
+            raise Conflict(
+                f"expected version {item.expected_version} but the current version is {version}; reload and retry",
+                field=field,
+            )
+
+
+async def _mark_published(request: web.Request, events: tuple[Event, ...], now: str) -> None:
+    redis = request.app[REDIS]
+    namespace = request.app[SETTINGS].namespace
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            key = event_key(namespace, event.event_id)
+            # HSETNX: the worker may already have written "applied"; never move a status backwards.
+            pipe.hsetnx(key, "status", "published")
+            pipe.hsetnx(key, "published_at", now)
+            pipe.hsetnx(key, "city", event.city)
+            pipe.hsetnx(key, "type", event.type.value)
+            pipe.expire(key, EVENT_STATUS_TTL_S)
+        await pipe.execute()
+
+
+async def event_status(request: web.Request) -> web.Response:
+    app = request.app
+    authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN)
+    event_id = request.match_info["event_id"]
+    raw = await app[REDIS].hgetall(event_key(app[SETTINGS].namespace, event_id))
+    if raw:
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        body: dict[str, Any] = {"event_id": event_id, "status": fields["status"]}
+        for name in ("city", "type", "published_at", "applied_at", "reason"):
+            if fields.get(name):
+                body[name] = fields[name]
+        if fields.get("version"):
+            body["version"] = int(fields["version"])
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+    row = await _audit_row(request, event_id)
+    if row is None:
+        raise NotFound(f"no event {event_id!r}", code="unknown_event")
+    return web.Response(body=orjson.dumps(row), content_type="application/json")
+
+
+async def _audit_row(request: web.Request, event_id: str) -> dict[str, Any] | None:
+    async with request.app[PG_POOL].acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT status, city, type, applied_at, version, reason FROM catalog_events WHERE event_id = %s",
+            (event_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    status, city, kind, applied_at, version, reason = row
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "status": status,
+        "city": city,
+        "type": kind,
+        "applied_at": applied_at.isoformat().replace("+00:00", "Z"),
+    }
+    if version is not None:
+        body["version"] = version
+    if reason:
+        body["reason"] = reason
+    return body
+
+
+async def item_history(request: web.Request) -> web.Response:
+    app = request.app
+    authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN)
+    city, item_id = request.match_info["city"], request.match_info["item_id"]
+    if app[SETTINGS].city(city) is None:
+        raise NotFound(f"no city {city!r}", code="unknown_city")
+    async with app[PG_POOL].acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT event_id, type, actor, occurred_at, applied_at, version, old_value, new_value, request_id"
+            " FROM catalog_events WHERE city = %s AND subject = %s AND status = 'applied' AND type = ANY(%s)"
+            " ORDER BY position, seq_in_batch",
+            (city, item_id, list(ITEM_EVENT_TYPES)),
+        )
+        rows = await cur.fetchall()
+    if not rows:
+        raise NotFound(f"no history for item {item_id!r} in {city}", code="unknown_item")
+    history = [
+        {
+            "event_id": event_id,
+            "type": kind,
+            "actor": actor,
+            "occurred_at": _rfc3339(occurred_at),
+            "applied_at": _rfc3339(applied_at),
+            "version": version,
+            "old": old,
+            "new": new,
+            "request_id": request_id,
+        }
+        for event_id, kind, actor, occurred_at, applied_at, version, old, new, request_id in rows
+    ]
+    return web.Response(
+        body=orjson.dumps({"city": city, "item_id": item_id, "history": history}), content_type="application/json"
+    )
+
+
+def _rfc3339(moment: Any) -> str:
+    return str(moment.isoformat().replace("+00:00", "Z"))

@@ -1,0 +1,95 @@
+"""The API pod's application factory and entry point (`feastflow api`)."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiopg
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api.feed import FeedHub
+from api.keys import (
+    DRAINING,
+    FEEDS,
+    MENUS,
+    PG_POOL,
+    PUBLISHER,
+    RATE_LIMITER,
+    REDIS,
+    SETTINGS,
+    STREAMS,
+)
+from api.middlewares import errors_middleware, metrics_middleware
+from api.ops_views import readiness_probe
+from api.publisher import EventPublisher
+from api.ratelimit import RateLimiter
+from api.readmodel import MenuReader
+from api.routes import setup_routes
+from feastflow.settings import Settings
+from streams.topics import catalog_topic_name
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_HINT_MS = 500
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = Redis.from_url(settings.redis_url, health_check_interval=10)
+    app[REDIS] = redis
+    app[MENUS] = MenuReader(redis, settings.namespace)
+    app[RATE_LIMITER] = RateLimiter(redis, settings.namespace)
+    app[FEEDS] = FeedHub(redis, app[MENUS], settings.sse_client_queue)
+    yield
+    await app[FEEDS].close()
+    await redis.aclose()
+
+
+async def kafka_publisher(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    publisher = EventPublisher(settings.kafka_bootstrap, catalog_topic_name(settings.namespace))
+    await publisher.start()
+    app[PUBLISHER] = publisher
+    yield
+    await publisher.stop()
+
+
+async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+    pool = await aiopg.create_pool(app[SETTINGS].pg_dsn, minsize=0, maxsize=5, timeout=10)
+    app[PG_POOL] = pool
+    yield
+    pool.close()
+    await pool.wait_closed()
+
+
+async def drain_streams(app: web.Application) -> None:
+    """On shutdown: stop being ready, tell every SSE client to come back soon (to another pod), close."""
+    app[DRAINING].set()
+    for stream in tuple(app[STREAMS]):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
+        stream.stop_streaming()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[STREAMS] = set()
+    app[DRAINING] = asyncio.Event()
+    app.cleanup_ctx.extend([redis_client, kafka_publisher, postgres_pool, readiness_probe])
+    app.on_shutdown.append(drain_streams)
+    setup_routes(app)
+    return app
+
+
+def run_api(settings: Settings) -> None:
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        shutdown_timeout=settings.drain_s,
+        access_log=None,
+        print=None,
+    )

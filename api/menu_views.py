@@ -1,0 +1,90 @@
+"""Customer reads: cities, a city's menu, and the live menu stream (SSE)."""
+
+import asyncio
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from api.errors import NotFound
+from api.feed import Closed, Overflowed, Subscriber
+from api.keys import FEEDS, MENUS, SETTINGS, STREAMS
+from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES
+from api.readmodel import FeedEntry
+from models.cities import City
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_HINT_MS = 1_000
+HISTORY_LIMIT = 10_000
+
+
+def _city(request: web.Request) -> City:
+    code = request.match_info["city"]
+    city = request.app[SETTINGS].city(code)
+    if city is None:
+        raise NotFound(f"no city {code!r}", code="unknown_city")
+    return city
+
+
+async def list_cities(request: web.Request) -> web.Response:
+    cities = [c.as_json() for c in request.app[SETTINGS].cities]
+    return web.Response(body=orjson.dumps(cities), content_type="application/json")
+
+
+async def get_menu(request: web.Request) -> web.Response:
+    city = _city(request)
+    menu = await request.app[MENUS].menu(city.code)
+    return web.Response(body=menu.body, content_type="application/json", headers={"ETag": f'"{menu.cursor}"'})
+
+
+async def get_pricing(request: web.Request) -> web.Response:
+    city = _city(request)
+    pricing = await request.app[MENUS].pricing(city.code) or {"rule": None, "active": False, "version": 0}
+    return web.Response(body=orjson.dumps({"city": city.code, **pricing}), content_type="application/json")
+
+
+async def menu_stream(request: web.Request) -> web.StreamResponse:
+    city = _city(request)
+    app = request.app
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    menus = app[MENUS]
+    async with app[FEEDS].city(city.code).subscribe() as subscriber:
+        # Subscribed first, read second: anything newer than what we read is already queued.
+        history = None
+        if last_event_id:
+            history = await menus.history_after(city.code, last_event_id, HISTORY_LIMIT)
+        if history is None:
+            menu = await menus.menu(city.code)
+            initial = [FeedEntry(menu.cursor, "snapshot", menu.body.decode())]
+            SSE_RESUMES.labels(kind="menu", outcome="snapshot").inc()
+        else:
+            initial = history
+            SSE_RESUMES.labels(kind="menu", outcome="history").inc()
+        settings = app[SETTINGS]
+        async with sse_response(request, sep="\n", ping_interval=settings.sse_ping_s) as stream:
+            app[STREAMS].add(stream)
+            SSE_CLIENTS.labels(kind="menu").inc()
+            watcher = asyncio.create_task(stream.wait())
+            watcher.add_done_callback(lambda _: subscriber.close())
+            try:
+                for entry in initial:
+                    await _send(stream, subscriber, entry)
+                while True:
+                    await _send(stream, subscriber, await subscriber.next())
+            except Overflowed:
+                await stream.send("", event="reconnect", retry=RECONNECT_HINT_MS)
+            except (Closed, ConnectionResetError):
+                pass
+            finally:
+                watcher.cancel()
+                SSE_CLIENTS.labels(kind="menu").dec()
+                app[STREAMS].discard(stream)
+    return stream
+
+
+async def _send(stream: EventSourceResponse, subscriber: Subscriber, entry: FeedEntry) -> None:
+    await stream.send(entry.data, id=entry.id, event=entry.type)
+    subscriber.last_order = entry.order
+    SSE_EVENTS_SENT.labels(kind="menu").inc()

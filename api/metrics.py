@@ -1,0 +1,21 @@
+"""Prometheus metrics of an API pod. Labels stay bounded: route templates, never ids."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("feastflow_api_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "feastflow_api_request_seconds",
+    "HTTP request latency (streams: time to first byte)",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SSE_CLIENTS = Gauge("feastflow_api_sse_clients", "Connected SSE clients", ["kind"])
+SSE_EVENTS_SENT = Counter("feastflow_api_sse_events_sent_total", "SSE events written", ["kind"])
+SSE_RESUMES = Counter("feastflow_api_sse_resumes_total", "SSE starts by how they began", ["kind", "outcome"])
+PRODUCE_LATENCY = Histogram(
+    "feastflow_api_kafka_produce_seconds",
+    "Time until Kafka acknowledged a record",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+PRODUCE_FAILURES = Counter("feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge")
+READY = Gauge("feastflow_api_ready", "1 while the pod reports ready")

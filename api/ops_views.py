@@ -1,0 +1,60 @@
+"""Liveness, readiness and metrics of an API pod."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.keys import DRAINING, PUBLISHER, READY, REDIS
+from api.metrics import READY as READY_GAUGE
+
+logger = logging.getLogger(__name__)
+
+PROBE_INTERVAL_S = 1.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"alive"}', content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    checks = dict(app[READY])
+    draining = app[DRAINING].is_set()
+    ready = not draining and all(checks.values())
+    body = {"ready": ready, "draining": draining, "checks": checks}
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: keeps the dependency checks behind /readyz fresh in the background."""
+    app[READY] = {"redis": False, "kafka": False}
+
+    async def probe_forever() -> None:
+        while True:
+            app[READY]["redis"] = await _succeeds(app[REDIS].ping())
+            app[READY]["kafka"] = await _succeeds(app[PUBLISHER].reachable())
+            READY_GAUGE.set(1 if all(app[READY].values()) and not app[DRAINING].is_set() else 0)
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    task = asyncio.create_task(probe_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _succeeds(check: "asyncio.Future[object] | object") -> bool:
+    try:
+        result = await asyncio.wait_for(check, timeout=2.0)  # type: ignore[arg-type]
+    except Exception:
+        return False
+    return result is not False

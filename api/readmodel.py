@@ -1,0 +1,127 @@
+"""Reading the menu read model from Redis: whole menus for snapshots, feed history for resumes."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from feastflow.redis_keys import CityKeys, city_keys
+
+NO_CURSOR = "0-0"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One SSE event, its data already JSON-encoded once for every client it goes to."""
+
+    id: str
+    type: str
+    data: str
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return stream_order(self.id)
+
+
+def stream_order(entry_id: str) -> tuple[int, int]:
+    high, _, low = entry_id.partition("-")
+    return int(high), int(low or 0)
+
+
+def valid_entry_id(entry_id: str) -> bool:
+    high, sep, low = entry_id.partition("-")
+    return high.isdigit() and (not sep or low.isdigit()) and len(entry_id) < 40
+
+
+@dataclass(frozen=True, slots=True)
+class Menu:
+    cursor: str
+    body: bytes
+
+
+class MenuReader:
+    def __init__(self, redis: Redis, namespace: str) -> None:
+        self._redis = redis
+        self._namespace = namespace
+        self._cache: dict[str, Menu] = {}
+
+    def keys(self, city: str) -> CityKeys:
+        return city_keys(self._namespace, city)
+
+    async def cursor(self, city: str) -> str:
+        raw = await self._redis.hget(self.keys(city).meta, "cursor")
+        return _text(raw) or NO_CURSOR
+
+    async def menu(self, city: str) -> Menu:
+        """The whole menu with the cursor it reflects, read in one transaction so the two agree."""
+        cached = self._cache.get(city)
+        if cached is not None and cached.cursor == await self.cursor(city):
+            return cached
+        keys = self.keys(city)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.restaurants)
+            pipe.hgetall(keys.items)
+            pipe.hget(keys.meta, "cursor")
+            restaurants, items, cursor = await pipe.execute()
+        menu = Menu(_text(cursor) or NO_CURSOR, build_menu_body(city, _text(cursor) or NO_CURSOR, restaurants, items))
+        self._cache[city] = menu
+        return menu
+
+    async def pricing(self, city: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self.keys(city).meta, "pricing")
+        return orjson.loads(raw) if raw else None
+
+    async def item(self, city: str, item_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self.keys(city).items, item_id)
+        return orjson.loads(raw) if raw else None
+
+    async def restaurant(self, city: str, restaurant_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self.keys(city).restaurants, restaurant_id)
+        return orjson.loads(raw) if raw else None
+
+    async def history_after(self, city: str, last_id: str, limit: int) -> list[FeedEntry] | None:
+        """Exactly the entries after `last_id`, or None when that position is no longer retained."""
+        if not valid_entry_id(last_id) or last_id == NO_CURSOR:
+            return None
+        keys = self.keys(city)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(keys.feed, min=f"({last_id}", max="+", count=limit + 1)
+            pipe.hget(keys.meta, "cursor")
+            entries, cursor = await pipe.execute()
+        if not entries:
+            return [] if _text(cursor) == last_id else None
+        if len(entries) > limit or _text(entries[0][1].get(b"prev")) != last_id:
+            return None
+        history = [to_entry(entry_id, fields) for entry_id, fields in entries]
+        if any(entry.type == "snapshot" for entry in history):
+            return None
+        return history
+
+
+def to_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> FeedEntry:
+    return FeedEntry(_text(entry_id), _text(fields.get(b"type")), _text(fields.get(b"data")))
+
+
+def build_menu_body(city: str, cursor: str, restaurants: Mapping[bytes, bytes], items: Mapping[bytes, bytes]) -> bytes:
+    by_restaurant: dict[str, dict[str, Any]] = {}
+    for raw in restaurants.values():
+        restaurant = orjson.loads(raw)
+        restaurant["items"] = []
+        by_restaurant[restaurant["restaurant_id"]] = restaurant
+    for raw in items.values():
+        item = orjson.loads(raw)
+        owner = by_restaurant.get(item["restaurant_id"])
+        if owner is not None:
+            owner["items"].append(item)
+    ordered = sorted(by_restaurant.values(), key=lambda r: r["restaurant_id"])
+    for restaurant in ordered:
+        restaurant["items"].sort(key=lambda i: i["item_id"])
+    return orjson.dumps({"city": city, "cursor": cursor, "restaurants": ordered})
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

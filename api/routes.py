@@ -1,0 +1,20 @@
+"""Every route of an API pod."""
+
+from aiohttp import web
+
+from api import admin_views, menu_views, ops_views
+from api.openapi import openapi_document
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", ops_views.healthz)
+    app.router.add_get("/readyz", ops_views.readyz)
+    app.router.add_get("/metrics", ops_views.metrics)
+    app.router.add_get("/v1/openapi.json", openapi_document)
+    app.router.add_get("/v1/cities", menu_views.list_cities)
+    app.router.add_get("/v1/cities/{city}/menu", menu_views.get_menu)
+    app.router.add_get("/v1/cities/{city}/menu/stream", menu_views.menu_stream)
+    app.router.add_get("/v1/cities/{city}/pricing", menu_views.get_pricing)
+    app.router.add_post("/v1/admin/events", admin_views.publish_events)
+    app.router.add_get("/v1/admin/events/{event_id}", admin_views.event_status)
+    app.router.add_get("/v1/admin/items/{city}/{item_id}/history", admin_views.item_history)

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The project's own processes on the local stack: one stream worker and the API pods.
+#   deploy/local/apps.sh up|down|status
+# Each runs detached with a pid file and a log under $FEASTFLOW_DATA/logs; `up` waits until each is ready.
+set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FEASTFLOW_BIN="${FEASTFLOW_BIN:-$REPO_DIR/.venv/bin/feastflow}"
+API_PORTS="${FEASTFLOW_API_PORTS:-8081 8082}"
+API_PORTS="${API_PORTS//,/ }"
+WORKER_WEB_PORT="${FEASTFLOW_WORKER_WEB_PORT:-6066}"
+RUN_DIR="$DATA_DIR/run"
+LOG_DIR="$DATA_DIR/logs"
+READY_TIMEOUT="${FEASTFLOW_READY_TIMEOUT:-120}"
+
+# wait_ready COMPONENT URL PIDFILE — polls URL until 200, failing early when the process died.
+wait_ready() {
+    local component="$1" url="$2" pidfile="$3" deadline=$(( SECONDS + READY_TIMEOUT ))
+    until curl -fs -o /dev/null --max-time 2 "$url"; do
+        pid_alive "$pidfile" "feastflow" || die "$component" "exited while starting; see $LOG_DIR/$component.log"
+        (( SECONDS < deadline )) || die "$component" "not ready after ${READY_TIMEOUT}s; see $LOG_DIR/$component.log"
+        sleep 0.5
+    done
+}
+
+# start COMPONENT READY_URL ENV... -- ARGS... — start a detached feastflow process unless it already runs.
+start() {
+    local component="$1" url="$2"; shift 2
+    local envs=()
+    while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+    shift
+    local pidfile="$RUN_DIR/$component.pid" start_ms
+    if pid_alive "$pidfile" "feastflow"; then
+        log "$component" "already running (pid $(<"$pidfile"))"
+        return 0
+    fi
+    start_ms="$(now_ms)"
+    env "${envs[@]}" setsid nohup "$FEASTFLOW_BIN" "$@" >>"$LOG_DIR/$component.log" 2>&1 </dev/null 9>&- &
+    echo $! >"$pidfile"
+    wait_ready "$component" "$url" "$pidfile"
+    log "$component" "ready (pid $(<"$pidfile"), $(elapsed "$start_ms"))"
+}
+
+apps_up() {
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
+        FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME=worker-1 -- worker
+    local port index=0
+    for port in $API_PORTS; do
+        index=$(( index + 1 ))
+        start "api-$index" "http://127.0.0.1:$port/readyz" FEASTFLOW_API_PORT="$port" -- api
+    done
+}
+
+apps_down() {
+    local pidfile
+    shopt -s nullglob
+    for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/worker.pid; do
+        stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "feastflow" 30
+    done
+}
+
+apps_status() {
+    local pidfile down=0
+    shopt -s nullglob
+    for pidfile in "$RUN_DIR"/*.pid; do
+        if pid_alive "$pidfile" "feastflow"; then
+            log "$(basename "$pidfile" .pid)" "up (pid $(<"$pidfile"))"
+        else
+            log "$(basename "$pidfile" .pid)" "down"; down=1
+        fi
+    done
+    return "$down"
+}
+
+case "${1:-}" in
+    up) take_lock apps; apps_up ;;
+    down) take_lock apps; apps_down ;;
+    status) apps_status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Local gateway for Feast Flow: a private nginx master in front of the API pods.
+#
+#   deploy/local/gateway.sh up|down|status
+#
+# `up` renders <data>/nginx/nginx.conf, checks it with `nginx -t`, then starts nginx, or reloads it
+# when already running (so the set of pods can change). The system nginx service is never touched.
+#
+# Environment: FEASTFLOW_DATA (default <repo>/.data), FEASTFLOW_GATEWAY_PORT (8080),
+# FEASTFLOW_API_PORTS (API pod ports on 127.0.0.1, space or comma separated, default "8081 8082").
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+GATEWAY_PORT="${FEASTFLOW_GATEWAY_PORT:-8080}"
+API_PORTS="${FEASTFLOW_API_PORTS:-8081 8082}"
+
+NGINX_DIR="$DATA_DIR/nginx"
+NGINX_CONF="$NGINX_DIR/nginx.conf"
+NGINX_PIDFILE="$NGINX_DIR/nginx.pid"
+NGINX_ERROR_LOG="$NGINX_DIR/logs/error.log"
+
+# Quoted heredoc: nginx's own $variables stay literal; @NAME@ placeholders are filled by render_config.
+read -r -d '' NGINX_TEMPLATE <<'NGINX' || true
+# Rendered by deploy/local/gateway.sh; edits here are overwritten on the next `up`.
+@USER@
+worker_processes auto;
+worker_rlimit_nofile 16384;
+pid @DIR@/nginx.pid;
+error_log @DIR@/logs/error.log warn;
+# Long-lived SSE streams would otherwise keep old workers alive for up to an hour after reload/quit.
+worker_shutdown_timeout 5s;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    client_body_temp_path @DIR@/tmp/client_body;
+    proxy_temp_path       @DIR@/tmp/proxy;
+    fastcgi_temp_path     @DIR@/tmp/fastcgi;
+    uwsgi_temp_path       @DIR@/tmp/uwsgi;
+    scgi_temp_path        @DIR@/tmp/scgi;
+
+    server_tokens off;
+    default_type application/octet-stream;
+
+    # Keep the caller's request id; otherwise mint one.
+    map $http_x_request_id $feastflow_request_id {
+        default $http_x_request_id;
+        ""      $request_id;
+    }
+
+    log_format feastflow '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+                         'rid=$feastflow_request_id upstream=$upstream_addr '
+                         'upstream_status=$upstream_status rt=$request_time urt=$upstream_response_time';
+    access_log @DIR@/logs/access.log feastflow;
+
+    upstream feastflow_api {
+@SERVERS@
+        keepalive 32;
+        keepalive_timeout 60s;
+    }
+
+    server {
+        listen 127.0.0.1:@PORT@;
+        client_max_body_size 2m;
+
+        location / {
+            proxy_pass http://feastflow_api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-Id $feastflow_request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            add_header X-Request-Id $feastflow_request_id always;
+
+            # Retry another pod only for failures before a response; "non_idempotent" is deliberately
+            # absent, so a POST that may have reached a pod is never sent twice.
+            proxy_next_upstream error timeout http_502 http_503;
+            # A pod that is down refuses at once; a hung one must not stall the request for 60 s.
+            proxy_connect_timeout 2s;
+
+            # Server-sent events: stream every chunk as it comes, keep idle streams open.
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 1h;
+            chunked_transfer_encoding on;
+        }
+    }
+}
+NGINX
+
+ensure_nginx() {
+    command -v nginx >/dev/null || apt_install gateway nginx
+}
+
+# Fills API_PORT_LIST from FEASTFLOW_API_PORTS (in this shell: a die in a subshell would not stop us).
+parse_api_ports() {
+    local port
+    read -r -a API_PORT_LIST <<<"${API_PORTS//,/ }"
+    (( ${#API_PORT_LIST[@]} > 0 )) || die gateway "FEASTFLOW_API_PORTS is empty"
+    for port in "${API_PORT_LIST[@]}"; do
+        [[ $port =~ ^[0-9]+$ ]] || die gateway "bad port '$port' in FEASTFLOW_API_PORTS"
+    done
+}
+
+render_config() {
+    local servers="" port user=""
+    for port in "${API_PORT_LIST[@]}"; do
+        servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    done
+    # Workers must write request-body temp files under the root-owned data folder.
+    (( EUID == 0 )) && user="user root;"
+    local conf="$NGINX_TEMPLATE"
+    conf="${conf//@USER@/$user}"
+    conf="${conf//@DIR@/$NGINX_DIR}"
+    conf="${conf//@PORT@/$GATEWAY_PORT}"
+    conf="${conf//@SERVERS@/${servers%$'\n'}}"
+    printf '%s\n' "$conf"
+}
+
+nginx_cmd() { nginx -p "$NGINX_DIR/" -e "$NGINX_ERROR_LOG" "$@"; }
+
+gateway_running() { pid_alive "$NGINX_PIDFILE" "nginx: master"; }
+
+# Writes the new config only when `nginx -t` accepts it, so a bad render never replaces a working one.
+install_config() {
+    mkdir -p "$NGINX_DIR"/{logs,tmp}
+    render_config >"$NGINX_CONF.new"
+    if ! nginx_cmd -t -q -c "$NGINX_CONF.new"; then
+        die gateway "rendered config rejected by nginx -t: $NGINX_CONF.new"
+    fi
+    mv "$NGINX_CONF.new" "$NGINX_CONF"
+}
+
+# Worker processes of MASTER that still accept connections (not "worker process is shutting down").
+accepting_workers() {
+    local pid
+    while read -r pid; do
+        [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" =~ ^nginx:\ worker\ process\ *$ ]] && echo "$pid"
+    done < <(awk -v master="$1" '$4 == master { print $1 }' /proc/[0-9]*/stat 2>/dev/null)
+    return 0
+}
+
+# Old workers keep taking new connections until the master has started new ones, so return only
+# once they stopped: a caller that changed the pods and sends a request right away must hit the new set.
+reload_and_wait() {
+    local master old_workers deadline=$(( SECONDS + 10 ))
+    master="$(<"$NGINX_PIDFILE")"
+    old_workers="$(accepting_workers "$master")"
+    nginx_cmd -c "$NGINX_CONF" -s reload || die gateway "reload failed, see $NGINX_ERROR_LOG"
+    while grep -qxF -f <(printf '%s\n' "$old_workers") <(accepting_workers "$master"); do
+        (( SECONDS < deadline )) || die gateway "old workers still accepting 10 s after reload, see $NGINX_ERROR_LOG"
+        sleep 0.05
+    done
+}
+
+gateway_up() {
+    ensure_nginx
+    parse_api_ports
+    install_config
+    local pods="${API_PORT_LIST[*]}"
+    if gateway_running; then
+        reload_and_wait
+        log gateway "reloaded on 127.0.0.1:$GATEWAY_PORT (pid $(<"$NGINX_PIDFILE"), pods: $pods)"
+        return
+    fi
+    tcp_open "$GATEWAY_PORT" && die gateway "port $GATEWAY_PORT is taken by another process"
+    nginx_cmd -c "$NGINX_CONF" </dev/null >>"$NGINX_DIR/logs/nginx.out" 2>&1 9>&- \
+        || die gateway "nginx failed to start, see $NGINX_ERROR_LOG"
+    local deadline=$(( SECONDS + 10 ))
+    until gateway_running && tcp_open "$GATEWAY_PORT"; do
+        (( SECONDS < deadline )) || die gateway "not listening on $GATEWAY_PORT after 10 s, see $NGINX_ERROR_LOG"
+        sleep 0.1
+    done
+    log gateway "started on 127.0.0.1:$GATEWAY_PORT (pid $(<"$NGINX_PIDFILE"), pods: $pods)"
+}
+
+gateway_down() {
+    if ! gateway_running; then
+        log gateway "not running (nothing started by this script)"
+        return
+    fi
+    local pid; pid="$(<"$NGINX_PIDFILE")"
+    nginx_cmd -c "$NGINX_CONF" -s quit || true
+    # worker_shutdown_timeout bounds a graceful quit at ~5 s; beyond that fall back to signals.
+    if wait_pid_gone "$pid" 10; then
+        rm -f "$NGINX_PIDFILE"
+        log gateway "stopped (pid $pid)"
+    else
+        stop_pidfile gateway "$NGINX_PIDFILE" "nginx: master" 5
+    fi
+}
+
+gateway_status() {
+    if gateway_running; then
+        log gateway "up 127.0.0.1:$GATEWAY_PORT (pid $(<"$NGINX_PIDFILE"))"
+    else
+        log gateway "down"
+        return 1
+    fi
+}
+
+usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
+
+main() {
+    [[ $# == 1 ]] || usage
+    case "$1" in
+        up) take_lock gateway; ensure_python3 gateway; gateway_up ;;
+        down) take_lock gateway; gateway_down ;;
+        status) gateway_status ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,30 @@
+"""Create the project's topics explicitly (the broker never auto-creates): idempotent."""
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from feastflow.settings import Settings
+from streams.topics import project_topics
+
+logger = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; return the names created now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="feastflow-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [spec for spec in project_topics(settings.namespace, settings.partitions) if spec.name not in existing]
+        if not wanted:
+            return []
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
+            await admin.create_topics(
+                [NewTopic(s.name, s.partitions, replication_factor=1, topic_configs=s.config) for s in wanted]
+            )
+        return [s.name for s in wanted]
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Faust stream workers: Kafka topics are the source of truth, tables and Redis are materialised views."""

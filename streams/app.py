@@ -1,0 +1,121 @@
+"""The Faust app: settings, tables, topics and the services every agent shares."""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiopg
+import faust
+from mode import Service
+from redis.asyncio import Redis
+
+from feastflow.settings import Settings
+from streams.audit import AuditLog
+from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
+from streams.projection import MenuProjection
+from streams.state import CatalogTables
+from streams.topics import catalog_topic_name, dead_letter_topic_name
+
+logger = logging.getLogger(__name__)
+
+
+class FeastFlowApp(faust.App):
+    """A Faust app that carries the delivery guard its consumer consults on every ack."""
+
+    delivery_guard: DeliveryGuard
+    fetch_max_wait_ms: int
+
+
+class Resources(Service):
+    """Redis and PostgreSQL clients, opened with the worker and closed with it."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.redis = Redis.from_url(settings.redis_url, health_check_interval=10)
+        self._pool: aiopg.Pool | None = None
+
+    async def pg_pool(self) -> aiopg.Pool:
+        if self._pool is None:
+            self._pool = await aiopg.create_pool(self.settings.pg_dsn, minsize=1, maxsize=4, timeout=10)
+        return self._pool
+
+    async def on_stop(self) -> None:
+        await self.redis.aclose()
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+
+
+@dataclass
+class Worker:
+    """Everything an agent needs, built once per process."""
+
+    settings: Settings
+    app: FeastFlowApp
+    tables: CatalogTables
+    catalog_topic: faust.TopicT
+    dead_letter_topic: faust.TopicT
+    resources: Resources
+
+    @property
+    def projection(self) -> MenuProjection:
+        return MenuProjection(self.resources.redis, self.settings.namespace, self.settings.feed_maxlen)
+
+    def stopping(self) -> bool:
+        return bool(self.app.should_stop)
+
+    async def audit(self) -> AuditLog:
+        return AuditLog(await self.resources.pg_pool())
+
+
+def create_app(settings: Settings) -> Worker:
+    datadir = settings.data_dir / "workers" / settings.worker_name
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = FeastFlowApp(
+        f"{settings.namespace}-catalog",
+        broker=f"{TRANSPORT_SCHEME}://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        web_port=settings.worker_web_port,
+        web_host="127.0.0.1",
+        topic_partitions=settings.partitions,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        consumer_group_instance_id=settings.worker_name,
+        table_standby_replicas=1,
+        producer_acks=-1,
+        broker_max_poll_records=settings.broker_max_poll_records,
+        broker_commit_every=1000,
+        broker_commit_interval=settings.commit_interval_s,
+        stream_buffer_maxsize=1024,
+        consumer_auto_offset_reset="earliest",
+        web_in_thread=False,
+    )
+    catalog_topic = app.topic(
+        catalog_topic_name(settings.namespace),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    dead_letter_topic = app.topic(
+        dead_letter_topic_name(settings.namespace),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    app.delivery_guard = DeliveryGuard({catalog_topic.get_topic_name()})
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+
+    def table(name: str) -> Any:
+        # bytes in, bytes out: Faust then uses its raw codec for keys and values alike.
+        return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+
+    tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
+    resources = Resources(settings)
+    app.service(resources)
+    return Worker(settings, app, tables, catalog_topic, dead_letter_topic, resources)

@@ -1,0 +1,136 @@
+"""The catalog agent: applies menu and pricing events, city by city, and projects them.
+
+For each batch, in this order: apply (pure) -> Redis projection -> audit row -> tables -> ack.
+Redis is written before the tables so the read model is never behind the tables; a crash between
+the two only means the batch is applied again, which yields the same result and which the projection
+recognises as a duplicate. Nothing that goes wrong with one event stops the agent: undecodable or
+unappliable events go to the dead-letter topic with the reason; unreachable Redis or PostgreSQL is
+retried with back-off while the events wait in Kafka.
+"""
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+
+from models.catalog import BatchOutcome, apply_batch
+from models.errors import InvalidEvent
+from models.events import EventBatch, decode_batch, utc_now
+from streams.app import Worker
+from streams.delivery import guard_of
+from streams.projection import CitySnapshot, ProjectionResult
+from streams.retry import ShuttingDown, retry_forever
+from streams.state import TableView
+
+logger = logging.getLogger(__name__)
+
+
+def register_catalog_agent(worker: Worker) -> None:
+    app = worker.app
+    guard = guard_of(app)
+
+    @app.agent(worker.catalog_topic, name="catalog")
+    async def catalog(stream: faust.StreamT[bytes]) -> None:
+        events = stream.noack()
+        async for event in events.events():
+            try:
+                if await guard.admit(app, event):
+                    await process_record(worker, event.message)
+                    guard.processed(event.message)
+            except ShuttingDown:
+                logger.info("stopping with offset %d unprocessed; it will be read again", event.message.offset)
+                return
+            finally:
+                # Commits the offset if it was processed; otherwise releases it to be read again.
+                await events.ack(event)
+
+    @app.timer(interval=1.0)
+    async def rewind_stalled_partitions() -> None:
+        await guard.rewind_stalled(app)
+
+
+async def process_record(worker: Worker, message: Any) -> None:
+    try:
+        batch = decode_batch(message.value)
+    except InvalidEvent as exc:
+        await dead_letter(worker, message, f"undecodable: {exc.message}" + (f" ({exc.field})" if exc.field else ""))
+        return
+    city = worker.settings.city(batch.city)
+    if city is None:
+        await dead_letter(worker, message, f"unknown city {batch.city!r}")
+        return
+    view = worker.tables.view(city.code)
+    try:
+        outcome = apply_batch(view, batch, message.offset, city.currency)
+    except Exception as exc:  # a bug in apply must not stop the city: park the event with the reason
+        logger.exception("cannot apply batch at offset %d", message.offset, extra={"city": city.code})
+        await dead_letter(worker, message, f"apply failed: {exc!r}")
+        return
+    stopping = worker.stopping
+    await retry_forever(
+        "redis projection", lambda: _project(worker, view, city.code, city.currency, message.offset, outcome), stopping
+    )
+    await retry_forever("audit log", lambda: _audit(worker, batch, message.offset, outcome), stopping)
+    worker.tables.persist(city.code, outcome)
+    for entry in outcome.audit:
+        logger.info(
+            "event %s %s",
+            entry.event.type.value,
+            entry.status,
+            extra={
+                "event_id": entry.event.event_id,
+                "city": city.code,
+                "offset": message.offset,
+                "request_id": entry.event.request_id,
+                "reason": entry.reason,
+            },
+        )
+
+
+async def _project(
+    worker: Worker, view: TableView, city: str, currency: str, position: int, outcome: BatchOutcome
+) -> None:
+    projection = worker.projection
+    if not outcome.rebuild:
+        result = await projection.apply(city, currency, position, outcome)
+        if result is not ProjectionResult.NO_STATE:
+            return
+    snapshot = city_snapshot(view, outcome)
+    await projection.replace(city, currency, position, snapshot, outcome.audit)
+    logger.info("wrote the whole city to Redis", extra={"city": city, "offset": position})
+
+
+def city_snapshot(view: TableView, outcome: BatchOutcome) -> CitySnapshot:
+    restaurants = {r.restaurant_id: r for r in view.restaurants()} | outcome.restaurants
+    items = {i.item_id: i for i in view.items()} | outcome.items
+    return CitySnapshot(
+        restaurants=sorted(restaurants.values(), key=lambda r: r.restaurant_id),
+        items=sorted(items.values(), key=lambda i: i.item_id),
+        pricing=outcome.pricing or view.pricing(),
+    )
+
+
+async def _audit(worker: Worker, batch: EventBatch, position: int, outcome: BatchOutcome) -> None:
+    audit = await worker.audit()
+    await audit.record(batch.batch_id, position, outcome.audit)
+
+
+async def dead_letter(worker: Worker, message: Any, reason: str) -> None:
+    logger.warning("dead-lettering offset %d: %s", message.offset, reason, extra={"offset": message.offset})
+    document = {
+        "reason": reason,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "dead_lettered_at": utc_now(),
+        "key": (message.key or b"").decode(errors="replace"),
+        "value": (message.value or b"").decode(errors="replace"),
+    }
+    await retry_forever(
+        "dead letter",
+        lambda: worker.app.producer.send_and_wait(
+            worker.dead_letter_topic.get_topic_name(), message.key, orjson.dumps(document), None, None, None
+        ),
+        worker.stopping,
+    )

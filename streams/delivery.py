@@ -1,0 +1,184 @@
+"""At-least-once delivery that holds: no event is committed, or skipped, unless the agent processed it.
+
+faust-streaming can lose events in a few ways (see shared/notes/FAUST.md): agent queues cleared when flow
+resumes after recovery while the fetch position has already moved past them; any jump in offsets taken
+for a legitimate gap and committed; events skipped while flow is paused acked as if processed. This
+module closes those paths for the topics it guards:
+
+- the agent processes a partition's events strictly in offset order from the committed position; an
+  event past the next expected offset means something was dropped, so the partition is rewound to the
+  missing offset and read again (a watchdog does the same when the missing event was the last one);
+- the consumer records an ack only for an offset the agent marked processed, never fills gaps, and
+  commits only a run of acked offsets that starts exactly at the committed offset.
+
+Holes become re-reads, and re-reads become duplicates, which the versioned projections absorb.
+"""
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, AppT, EventT, Message
+from faust.utils.functional import consecutive_numbers
+
+logger = logging.getLogger(__name__)
+
+TRANSPORT_SCHEME = "feastflow-kafka"
+STALL_REWIND_AFTER_S = 2.0
+REWIND_DEBOUNCE_S = 0.5
+
+
+class DeliveryGuard:
+    def __init__(self, guarded_topics: set[str]) -> None:
+        self.guarded_topics = guarded_topics
+        self._generation: int | None = None
+        self._expected: dict[TP, int] = {}
+        self._processed: dict[TP, set[int]] = defaultdict(set)
+        self._last_rewind: dict[TP, tuple[int, float]] = {}
+        self._last_activity = time.monotonic()
+        self.rewinds = 0
+
+    async def admit(self, app: AppT, event: EventT) -> bool:
+        """True when this event is the next one to process on its partition."""
+        message = event.message
+        tp, offset = message.tp, message.offset
+        if message.generation_id != self._generation:
+            self._generation = message.generation_id
+            self._expected.clear()
+        expected = self._expected.get(tp)
+        if expected is None:
+            expected = await _start_position(app, tp)
+            self._expected[tp] = expected
+        self._last_activity = time.monotonic()
+        if offset == expected:
+            return True
+        if offset > expected:
+            logger.warning(
+                "offset hole on %s: expected %d, got %d; rewinding",
+                tp,
+                expected,
+                offset,
+                extra={"partition": tp.partition, "offset": offset},
+            )
+            await self.rewind(app, tp, expected)
+        return False
+
+    def processed(self, message: Message) -> None:
+        self._last_activity = time.monotonic()
+        self._processed[message.tp].add(message.offset)
+        self._expected[message.tp] = message.offset + 1
+
+    def may_ack(self, message: Message) -> bool:
+        if message.topic not in self.guarded_topics:
+            return True
+        processed = self._processed.get(message.tp)
+        if processed is None or message.offset not in processed:
+            return False
+        processed.discard(message.offset)
+        return True
+
+    async def rewind(self, app: AppT, tp: TP, offset: int) -> None:
+        last = self._last_rewind.get(tp)
+        now = time.monotonic()
+        if last is not None and last[0] == offset and now - last[1] < REWIND_DEBOUNCE_S:
+            return
+        self._last_rewind[tp] = (offset, now)
+        self.rewinds += 1
+        await app.consumer.seek(tp, offset)
+
+    async def rewind_stalled(self, app: AppT) -> None:
+        """Rewind partitions that hold events the agent never received while it sat idle.
+
+        Covers a hole at the very end of a partition (no later event reveals it) and a partition whose
+        fetching never resumed after a rebalance.
+        """
+        consumer: Any = app.consumer
+        now = time.monotonic()
+        if now - self._last_activity < STALL_REWIND_AFTER_S or not app.tables.recovery.completed.is_set():
+            return
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.guarded_topics]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        for tp in tps:
+            expected = self._expected.get(tp)
+            if expected is None:
+                expected = await _start_position(app, tp)
+            end = ends.get(tp)
+            if end is not None and expected < end:
+                logger.warning("%s holds offsets %d..%d the agent never received; rewinding", tp, expected, end - 1)
+                await self.rewind(app, tp, expected)
+                self._last_activity = now
+
+
+async def _start_position(app: AppT, tp: TP) -> int:
+    consumer: Any = app.consumer
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None:
+        return int(committed)
+    earliest = await consumer.earliest_offsets(tp)
+    return int(earliest.get(tp) or 0)
+
+
+def guard_of(app: AppT) -> DeliveryGuard:
+    guard = getattr(app, "delivery_guard", None)
+    if not isinstance(guard, DeliveryGuard):
+        raise RuntimeError("the app has no DeliveryGuard; create it with streams.app.create_app")
+    return guard
+
+
+class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes a 1.5 s fetch wait; the wait bounds how long a new event can sit in the
+        # broker before the next fetch returns it, so it comes from settings instead.
+        consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
+        return consumer
+
+
+class GuardedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> GuardedConsumerThread:
+        return GuardedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message: Message) -> bool:
+        if not message.acked and not guard_of(self.app).may_ack(message):
+            # Released, not acknowledged: the offset stays uncommitted and will be read again.
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Our topics are neither compacted nor transactional, so a jump in offsets is never a real gap.
+        logger.warning("not filling offset gap %s [%d, %d]", tp, offset_from, offset_to)
+        await asyncio.sleep(0)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        acked.sort()
+        committed = self._committed_offset[tp]
+        if committed is not None and acked[0] != committed:
+            return None
+        batch = next(consecutive_numbers(acked))
+        acked[: len(batch)] = []
+        self._acked_index[tp].difference_update(batch)
+        return int(batch[-1]) + 1
+
+
+class GuardedProducer(faust_aiokafka.Producer):
+    def _settings_extra(self) -> dict[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
+class GuardedTransport(faust_aiokafka.Transport):
+    Consumer = GuardedConsumer
+    Producer = GuardedProducer
+
+
+TRANSPORTS.aliases[TRANSPORT_SCHEME] = f"{__name__}:GuardedTransport"

@@ -1,0 +1,99 @@
+"""The worker's tables: how catalog state is keyed and encoded in Faust tables, and read back as a view.
+
+Keys are `<city>/<id>` (restaurants, items) and `<city>` (pricing). One city's events share a Kafka key,
+so all of its records live in the partition that processes them and recover with it.
+Values are JSON bytes of the model records: raw bytes store cleanly in RocksDB and changelogs.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from models.catalog import BatchOutcome, CityPricing, ItemState, RestaurantState
+from models.events import PricingRule
+
+
+def record_key(city: str, record_id: str) -> bytes:
+    return f"{city}/{record_id}".encode()
+
+
+def city_key(city: str) -> bytes:
+    return city.encode()
+
+
+def decode_restaurant(raw: bytes) -> RestaurantState:
+    return RestaurantState(**orjson.loads(raw))
+
+
+def decode_item(raw: bytes) -> ItemState:
+    return ItemState(**orjson.loads(raw))
+
+
+def decode_pricing(raw: bytes) -> CityPricing:
+    document = orjson.loads(raw)
+    rule = document.pop("rule")
+    return CityPricing(rule=PricingRule(**rule) if rule else None, **document)
+
+
+def encode(record: RestaurantState | ItemState | CityPricing) -> bytes:
+    return orjson.dumps(record)
+
+
+class CatalogTables:
+    """The three tables, wrapped so the rest of the worker never sees keys or bytes."""
+
+    def __init__(self, restaurants: Any, items: Any, pricing: Any) -> None:
+        self.restaurants = restaurants
+        self.items = items
+        self.pricing = pricing
+
+    def view(self, city: str) -> "TableView":
+        return TableView(self, city)
+
+    def persist(self, city: str, outcome: BatchOutcome) -> None:
+        for restaurant in outcome.restaurants.values():
+            self.restaurants[record_key(city, restaurant.restaurant_id)] = encode(restaurant)
+        for item in outcome.items.values():
+            self.items[record_key(city, item.item_id)] = encode(item)
+        if outcome.pricing is not None:
+            self.pricing[city_key(city)] = encode(outcome.pricing)
+
+    def cities(self) -> Iterator[tuple[str, CityPricing]]:
+        for key, raw in self.pricing.items():
+            yield _text(key), decode_pricing(raw)
+
+
+class TableView:
+    """One city's state in the tables, as models.catalog.CatalogView."""
+
+    def __init__(self, tables: CatalogTables, city: str) -> None:
+        self._tables = tables
+        self._city = city
+        self._prefix = f"{city}/"
+
+    def restaurant(self, restaurant_id: str) -> RestaurantState | None:
+        raw = self._tables.restaurants.get(record_key(self._city, restaurant_id))
+        return decode_restaurant(raw) if raw is not None else None
+
+    def item(self, item_id: str) -> ItemState | None:
+        raw = self._tables.items.get(record_key(self._city, item_id))
+        return decode_item(raw) if raw is not None else None
+
+    def pricing(self) -> CityPricing:
+        raw = self._tables.pricing.get(city_key(self._city))
+        return decode_pricing(raw) if raw is not None else CityPricing()
+
+    def items(self) -> Iterable[ItemState]:
+        return (decode_item(raw) for key, raw in self._tables.items.items() if _text(key).startswith(self._prefix))
+
+    def restaurants(self) -> Iterable[RestaurantState]:
+        return (
+            decode_restaurant(raw)
+            for key, raw in self._tables.restaurants.items()
+            if _text(key).startswith(self._prefix)
+        )
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key

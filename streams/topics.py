@@ -1,0 +1,27 @@
+"""Every topic the project owns: its name, partition count and retention."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def catalog_topic_name(namespace: str) -> str:
+    return f"{namespace}.catalog-events"
+
+
+def dead_letter_topic_name(namespace: str) -> str:
+    return f"{namespace}.dead-letters"
+
+
+def project_topics(namespace: str, partitions: int) -> list[TopicSpec]:
+    """Event topics keep their whole history (they are the source of truth); Faust compacts changelogs."""
+    keep_forever = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+    return [
+        TopicSpec(catalog_topic_name(namespace), partitions, keep_forever),
+        TopicSpec(dead_letter_topic_name(namespace), partitions, keep_forever),
+    ]

@@ -1,0 +1,25 @@
+"""Entry point of a stream worker process: `feastflow worker`."""
+
+import logging
+
+import faust
+
+from feastflow.settings import Settings
+from streams.app import Worker, create_app
+from streams.catalog_agent import register_catalog_agent
+from streams.operator_views import register_operator_views
+from streams.pricing_clock import register_pricing_clock
+
+
+def build_worker(settings: Settings) -> Worker:
+    worker = create_app(settings)
+    register_catalog_agent(worker)
+    register_pricing_clock(worker)
+    register_operator_views(worker)
+    return worker
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    worker = build_worker(settings)
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
