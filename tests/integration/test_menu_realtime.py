@@ -1,0 +1,121 @@
+"""An admin's change reaches connected customers and the menu GET, through real Kafka, worker and Redis."""
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from feastflow.redis_keys import city_keys
+from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.sse import SseClient
+from tests.support.stack import Stack, items_by_id
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def seeded(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        await wait_applied(stack, await publish(stack, session, restaurant_batch("blr", "dosa", items=5)))
+        await wait_applied(stack, await publish(stack, session, restaurant_batch("ams", "pizza", items=5, price_cents=900)))
+
+
+async def test_price_change_reaches_connected_clients_and_the_menu_within_a_second(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    async with (
+        SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as first,
+        SseClient(f"{stack.api_url(1)}/v1/cities/blr/menu/stream") as second,
+    ):
+        assert first.events[0].type == "snapshot"
+        assert "dosa-0" in items_by_id(first.events[0].json())
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        await publish(stack, http, price_set("blr", "dosa", "dosa-0", 4321))
+        for client in (first, second):
+            events = await client.wait_for(
+                lambda evs: any(e.type == "item" and e.json()["price_cents"] == 4321 for e in evs), timeout=1.0
+            )
+            change = next(e for e in events if e.type == "item" and e.json()["price_cents"] == 4321)
+            assert change.received_at - sent_at < 1.0
+            assert change.json()["item_id"] == "dosa-0" and change.id
+        menu = await stack.menu(http, "blr", index=1)
+        assert items_by_id(menu)["dosa-0"]["price_cents"] == 4321
+
+
+async def test_menu_changes_reach_clients_in_order(stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as client:
+        await publish(stack, http, {"type": "item.upserted", "city": "blr", "restaurant_id": "dosa",
+                                    "item_id": "dosa-new", "name": "Rava Dosa", "price_cents": 1500})
+        await publish(stack, http, {"type": "item.availability_set", "city": "blr", "restaurant_id": "dosa",
+                                    "item_id": "dosa-1", "available": False})
+        await publish(stack, http, {"type": "item.removed", "city": "blr", "restaurant_id": "dosa", "item_id": "dosa-2"})
+        await publish(stack, http, {"type": "restaurant.upserted", "city": "blr", "restaurant_id": "dosa",
+                                    "name": "Dosa Corner", "open": False})
+        events = await client.wait_for(lambda evs: any(e.type == "restaurant" for e in evs), timeout=2.0)
+        changes = [(e.type, e.json().get("item_id") or e.json().get("name")) for e in events[1:]]
+        assert changes == [("item", "dosa-new"), ("item", "dosa-1"), ("item_removed", "dosa-2"),
+                           ("restaurant", "Dosa Corner")]
+        assert events[2].json()["available"] is False
+    menu = await stack.menu(http, "blr")
+    items = items_by_id(menu)
+    assert "dosa-new" in items and "dosa-2" not in items and items["dosa-1"]["available"] is False
+    assert menu["restaurants"][0]["name"] == "Dosa Corner"
+    assert menu["cursor"] == events[-1].id
+
+
+async def test_pricing_rule_reprices_every_item_of_the_city_only(stack: Stack, http: aiohttp.ClientSession) -> None:
+    before = items_by_id(await stack.menu(http, "ams"))
+    async with SseClient(f"{stack.api_url(1)}/v1/cities/ams/menu/stream") as client:
+        await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": {"multiplier": 1.25}})
+        events = await client.wait_for(lambda evs: len(evs) >= 1 + len(before), timeout=2.0)
+        repriced = {e.json()["item_id"]: e.json()["price_cents"] for e in events if e.type == "item"}
+    assert repriced == {item_id: round(item["base_price_cents"] * 1.25) for item_id, item in before.items()}
+    blr = items_by_id(await stack.menu(http, "blr"))
+    assert all(item["price_cents"] == item["base_price_cents"] for item in blr.values())
+    await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": None})
+    await asyncio.sleep(0.5)
+    after = items_by_id(await stack.menu(http, "ams"))
+    assert {k: v["price_cents"] for k, v in after.items()} == {k: v["base_price_cents"] for k, v in before.items()}
+
+
+async def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as client:
+        position = client.events[0].id
+    missed = [4000 + n for n in range(7)]
+    for price in missed:
+        await publish(stack, http, price_set("blr", "dosa", "dosa-3", price))
+    async with SseClient(f"{stack.api_url(1)}/v1/cities/blr/menu/stream", last_event_id=position) as resumed:
+        await resumed.wait_for(lambda evs: len(evs) >= len(missed), timeout=2.0)
+        await asyncio.sleep(0.3)
+        assert [e.json()["price_cents"] for e in resumed.events] == missed
+        assert all(e.type == "item" for e in resumed.events)
+        ids = [e.id for e in resumed.events]
+        assert len(set(ids)) == len(ids)
+
+
+async def test_a_position_no_longer_retained_gets_a_fresh_snapshot(stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as client:
+        old_position = client.events[0].id
+    for price in (5001, 5002, 5003):
+        await publish(stack, http, price_set("blr", "dosa", "dosa-4", price))
+    await asyncio.sleep(0.3)
+    redis = stack.redis()
+    try:  # retention: keep only the newest entry, as MAXLEN does over time
+        await redis.xtrim(city_keys(stack.namespace, "blr").feed, maxlen=1, approximate=False)
+    finally:
+        await redis.aclose()
+    for stale in (old_position, "3-7", "garbage", "999999999-0"):
+        async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream", last_event_id=stale) as resumed:
+            snapshot = resumed.events[0]
+            assert snapshot.type == "snapshot", stale
+            assert snapshot.id == snapshot.json()["cursor"]
+            assert items_by_id(snapshot.json())["dosa-4"]["price_cents"] == 5003
+
+
+async def test_unknown_city_is_a_404_with_the_error_body(stack: Stack, http: aiohttp.ClientSession) -> None:
+    for path in ("/v1/cities/xyz/menu", "/v1/cities/xyz/menu/stream"):
+        async with http.get(f"{stack.api_url(0)}{path}") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "unknown_city"

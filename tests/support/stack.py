@@ -1,0 +1,158 @@
+"""A private Feast Flow stack for a test: its own namespace (topics, consumer group, Redis keys, SQL schema)
+on the shared real Kafka, Redis and PostgreSQL, with real worker and API processes."""
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from api.auth import Role, issue_token
+from feastflow.migrate import migrate
+from feastflow.settings import Settings
+from feastflow.topics import ensure_topics
+from streams.topics import catalog_topic_name
+from tests.support.processes import Process, feastflow_command, free_port
+
+TEST_REDIS_DB = 1
+TEST_PG_DATABASE = "feastflow_test"
+CITIES = "blr:Bengaluru:INR,mum:Mumbai:INR,ams:Amsterdam:EUR"
+
+
+def _pg_dsn(schema: str | None) -> str:
+    dsn = f"dbname={TEST_PG_DATABASE} user=feastflow password=feastflow host=127.0.0.1 port=5432"
+    return dsn + (f" options='-c search_path={schema}'" if schema else "")
+
+
+@dataclass
+class Stack:
+    root: Path
+    namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, Process] = field(default_factory=dict)
+    apis: list[Process] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.secret = uuid.uuid4().hex + uuid.uuid4().hex
+        self.env = {
+            **os.environ,
+            "FEASTFLOW_NAMESPACE": self.namespace,
+            "FEASTFLOW_DATA": str(self.root / "data"),
+            "FEASTFLOW_REDIS_URL": f"redis://127.0.0.1:6379/{TEST_REDIS_DB}",
+            "FEASTFLOW_PG_DSN": _pg_dsn(self.namespace),
+            "FEASTFLOW_JWT_SECRET": self.secret,
+            "FEASTFLOW_CITIES": CITIES,
+            "FEASTFLOW_DRAIN_S": "2",
+            **self.extra_env,
+        }
+        self.logs = self.root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def settings(self) -> Settings:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return Settings.from_env()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    @property
+    def topic(self) -> str:
+        return catalog_topic_name(self.namespace)
+
+    def token(self, role: Role = Role.ADMIN, subject: str = "tester", ttl_s: int = 3600) -> str:
+        return issue_token(self.secret, role, subject, ttl_s)
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    async def start(self, api_count: int = 1, worker_names: tuple[str, ...] = ("w1",)) -> "Stack":
+        await prepare_schema(self.namespace)
+        settings = self.settings
+        await ensure_topics(settings)
+        await migrate(settings.pg_dsn)
+        await asyncio.gather(*(self.start_worker(name) for name in worker_names))
+        for _ in range(api_count):
+            await self.start_api()
+        return self
+
+    async def start_worker(self, name: str) -> Process:
+        existing = self.workers.get(name)
+        port = int(existing.ready_url.split(":")[2].split("/")[0]) if existing else free_port()
+        env = {**self.env, "FEASTFLOW_WORKER_NAME": name, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
+        process = Process(
+            f"worker-{name}", feastflow_command("worker"), env, self.logs / f"worker-{name}.log",
+            f"http://127.0.0.1:{port}/feastflow/ready/",
+        )
+        process.start()
+        self.workers[name] = process
+        await process.wait_ready()
+        return process
+
+    async def start_api(self) -> Process:
+        port = free_port()
+        env = {**self.env, "FEASTFLOW_API_PORT": str(port)}
+        index = len(self.apis) + 1
+        process = Process(
+            f"api-{index}", feastflow_command("api"), env, self.logs / f"api-{index}.log",
+            f"http://127.0.0.1:{port}/readyz",
+        )
+        process.start()
+        self.apis.append(process)
+        await process.wait_ready()
+        return process
+
+    def api_url(self, index: int = 0) -> str:
+        return self.apis[index].ready_url.removesuffix("/readyz")
+
+    def worker_url(self, name: str = "w1") -> str:
+        return self.workers[name].ready_url.removesuffix("/feastflow/ready/")
+
+    def stop(self) -> None:
+        for process in [*self.apis, *self.workers.values()]:
+            if process.alive:
+                try:
+                    process.terminate(timeout=30)
+                except Exception:
+                    process.kill()
+
+    def redis(self) -> Redis:
+        return Redis.from_url(self.env["FEASTFLOW_REDIS_URL"])
+
+    async def end_offsets(self) -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(self.topic, p) for p in range(self.settings.partitions)]
+            ends = await consumer.end_offsets(partitions)
+            return {tp.partition: offset for tp, offset in ends.items()}
+        finally:
+            await consumer.stop()
+
+    async def post_events(self, session: aiohttp.ClientSession, body: Any, index: int = 0) -> aiohttp.ClientResponse:
+        response = await session.post(f"{self.api_url(index)}/v1/admin/events", json=body, headers=self.admin_headers())
+        await response.read()
+        return response
+
+    async def menu(self, session: aiohttp.ClientSession, city: str, index: int = 0) -> dict[str, Any]:
+        async with session.get(f"{self.api_url(index)}/v1/cities/{city}/menu") as response:
+            assert response.status == 200, await response.text()
+            menu: dict[str, Any] = await response.json()
+            return menu
+
+
+async def prepare_schema(schema: str) -> None:
+    async with aiopg.connect(_pg_dsn(None)) as conn, conn.cursor() as cur:
+        await cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+def items_by_id(menu: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["item_id"]: item for r in menu["restaurants"] for item in r["items"]}
