@@ -130,6 +130,11 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_timestamp(value: str) -> float:
+    """Seconds since the epoch of a timestamp this module wrote."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def utc_now() -> str:
     return format_timestamp(datetime.now(UTC))
 

@@ -9,6 +9,7 @@ retried with back-off while the events wait in Kafka.
 """
 
 import logging
+import time
 from typing import Any
 
 import faust
@@ -16,9 +17,10 @@ import orjson
 
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
-from models.events import EventBatch, decode_batch, utc_now
+from models.events import EventBatch, decode_batch, parse_timestamp, utc_now
 from streams.app import Worker
 from streams.delivery import guard_of
+from streams.metrics import BATCHES, EVENTS, FRESHNESS
 from streams.projection import CitySnapshot, ProjectionResult
 from streams.retry import ShuttingDown, retry_forever
 from streams.state import TableView
@@ -68,11 +70,14 @@ async def process_record(worker: Worker, message: Any) -> None:
         await dead_letter(worker, message, f"apply failed: {exc!r}")
         return
     stopping = worker.stopping
-    await retry_forever(
+    result = await retry_forever(
         "redis projection", lambda: _project(worker, view, city.code, city.currency, message.offset, outcome), stopping
     )
+    _observe(batch, outcome, result)
     await retry_forever("audit log", lambda: _audit(worker, batch, message.offset, outcome), stopping)
     worker.tables.persist(city.code, outcome)
+    if result is ProjectionResult.DUPLICATE:
+        return
     for entry in outcome.audit:
         logger.info(
             "event %s %s",
@@ -90,15 +95,28 @@ async def process_record(worker: Worker, message: Any) -> None:
 
 async def _project(
     worker: Worker, view: TableView, city: str, currency: str, position: int, outcome: BatchOutcome
-) -> None:
+) -> ProjectionResult:
     projection = worker.projection
     if not outcome.rebuild:
         result = await projection.apply(city, currency, position, outcome)
         if result is not ProjectionResult.NO_STATE:
-            return
+            return result
     snapshot = city_snapshot(view, outcome)
-    await projection.replace(city, currency, position, snapshot, outcome.audit)
+    result = await projection.replace(city, currency, position, snapshot, outcome.audit)
     logger.info("wrote the whole city to Redis", extra={"city": city, "offset": position})
+    return result
+
+
+def _observe(batch: EventBatch, outcome: BatchOutcome, result: ProjectionResult) -> None:
+    if result is ProjectionResult.DUPLICATE:
+        BATCHES.labels("duplicate").inc()
+        return
+    BATCHES.labels("rejected" if outcome.rejected else "applied").inc()
+    for entry in outcome.audit:
+        EVENTS.labels(entry.event.type.value, entry.status).inc()
+    created = min((e.occurred_at for e in batch.events if e.occurred_at), default=None)
+    if created is not None and not outcome.rejected:
+        FRESHNESS.observe(max(0.0, time.time() - parse_timestamp(created)))
 
 
 def city_snapshot(view: TableView, outcome: BatchOutcome) -> CitySnapshot:
@@ -117,6 +135,7 @@ async def _audit(worker: Worker, batch: EventBatch, position: int, outcome: Batc
 
 
 async def dead_letter(worker: Worker, message: Any, reason: str) -> None:
+    BATCHES.labels("dead_lettered").inc()
     logger.warning("dead-lettering offset %d: %s", message.offset, reason, extra={"offset": message.offset})
     document = {
         "reason": reason,

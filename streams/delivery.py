@@ -25,6 +25,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, EventT, Message
 from faust.utils.functional import consecutive_numbers
 
+from streams.metrics import REWINDS
+
 logger = logging.getLogger(__name__)
 
 TRANSPORT_SCHEME = "feastflow-kafka"
@@ -57,14 +59,7 @@ class DeliveryGuard:
         if offset == expected:
             return True
         if offset > expected:
-            logger.warning(
-                "offset hole on %s: expected %d, got %d; rewinding",
-                tp,
-                expected,
-                offset,
-                extra={"partition": tp.partition, "offset": offset},
-            )
-            await self.rewind(app, tp, expected)
+            await self.rewind(app, tp, expected, f"offset hole: got {offset}")
         return False
 
     def processed(self, message: Message) -> None:
@@ -81,13 +76,21 @@ class DeliveryGuard:
         processed.discard(message.offset)
         return True
 
-    async def rewind(self, app: AppT, tp: TP, offset: int) -> None:
+    async def replay(self, app: AppT, tp: TP, offset: int) -> None:
+        """Process a partition again from `offset` (an operator's request): versioned projections make it safe."""
+        self._expected[tp] = offset
+        self._last_rewind.pop(tp, None)
+        await self.rewind(app, tp, offset, "replay requested")
+
+    async def rewind(self, app: AppT, tp: TP, offset: int, reason: str) -> None:
         last = self._last_rewind.get(tp)
         now = time.monotonic()
         if last is not None and last[0] == offset and now - last[1] < REWIND_DEBOUNCE_S:
             return
         self._last_rewind[tp] = (offset, now)
         self.rewinds += 1
+        REWINDS.labels(reason=reason.split(":")[0]).inc()
+        logger.warning("rewinding %s to offset %d (%s)", tp, offset, reason, extra={"partition": tp.partition})
         await app.consumer.seek(tp, offset)
 
     async def rewind_stalled(self, app: AppT) -> None:
@@ -110,14 +113,17 @@ class DeliveryGuard:
                 expected = await _start_position(app, tp)
             end = ends.get(tp)
             if end is not None and expected < end:
-                logger.warning("%s holds offsets %d..%d the agent never received; rewinding", tp, expected, end - 1)
-                await self.rewind(app, tp, expected)
+                await self.rewind(app, tp, expected, f"stalled: offsets up to {end - 1} never arrived")
                 self._last_activity = now
 
 
 async def _start_position(app: AppT, tp: TP) -> int:
+    """Where processing of a partition resumes in this generation: the group's committed offset."""
     consumer: Any = app.consumer
     committed = consumer._committed_offset.get(tp)
+    if committed is None:
+        # Faust may not have read it yet (events can arrive before its post-rebalance seek): ask Kafka.
+        committed = await consumer.committed_offset(tp)
     if committed is not None:
         return int(committed)
     earliest = await consumer.earliest_offsets(tp)
@@ -139,10 +145,18 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
         return consumer
 
+    async def committed_offset(self, tp: TP) -> int | None:
+        offset = await self.call_thread(self._ensure_consumer().committed, tp)
+        return None if offset is None else int(offset)
+
 
 class GuardedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> GuardedConsumerThread:
         return GuardedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def committed_offset(self, tp: TP) -> int | None:
+        thread: GuardedConsumerThread = self._thread  # type: ignore[assignment]
+        return await thread.committed_offset(tp)
 
     def ack(self, message: Message) -> bool:
         if not message.acked and not guard_of(self.app).may_ack(message):

@@ -3,7 +3,9 @@
 import logging
 from typing import Any
 
+from faust.types import TP
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import Worker
 from streams.delivery import guard_of
@@ -32,6 +34,12 @@ def worker_ready(worker: Worker) -> tuple[bool, str]:
 
 def register_operator_views(worker: Worker) -> None:
     app = worker.app
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        # aiohttp takes the charset apart from the media type; Prometheus reads either form.
+        media_type, _, _charset = CONTENT_TYPE_LATEST.partition(";")
+        return self.bytes(generate_latest(), content_type=media_type)
 
     @app.page("/feastflow/health/")
     async def health(self: View, request: Request) -> Response:
@@ -70,6 +78,17 @@ def register_operator_views(worker: Worker) -> None:
                 ],
             }
         )
+
+    @app.page("/feastflow/replay/{partition}/{offset}/")
+    class Replay(View):
+        """POST: process a partition of the catalog topic again from an offset (duplicates are harmless)."""
+
+        async def post(self, request: Request, partition: str, offset: str) -> Response:
+            tp = TP(worker.catalog_topic.get_topic_name(), int(partition))
+            if tp not in app.consumer.assignment():
+                return self.json({"error": {"code": "not_assigned", "message": f"{tp} is not here"}}, status=409)
+            await guard_of(app).replay(app, tp, int(offset))
+            return self.json({"replaying": {"partition": tp.partition, "from": int(offset)}})
 
     @app.page("/feastflow/tables/{table}/{city}/{record_id}/")
     async def table_value(self: View, request: Request, table: str, city: str, record_id: str) -> Response:

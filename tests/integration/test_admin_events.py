@@ -20,8 +20,15 @@ async def seeded(stack: Stack) -> None:
 
 
 def _item(**fields: Any) -> dict[str, Any]:
-    return {"type": "item.upserted", "city": "blr", "restaurant_id": "thali", "item_id": "thali-9", "name": "Veg Thali",
-            "price_cents": 25000, **fields}
+    return {
+        "type": "item.upserted",
+        "city": "blr",
+        "restaurant_id": "thali",
+        "item_id": "thali-9",
+        "name": "Veg Thali",
+        "price_cents": 25000,
+        **fields,
+    }
 
 
 BAD_BODIES = [
@@ -36,14 +43,29 @@ BAD_BODIES = [
     pytest.param(_item(colour="red"), 422, "invalid_event", "colour", id="unknown-field"),
     pytest.param(_item(item_id="Has Spaces"), 422, "invalid_event", "item_id", id="bad-id"),
     pytest.param(_item(city="atlantis"), 422, "unknown_city", "city", id="unknown-city"),
-    pytest.param({"type": "pricing.rule_set", "city": "blr", "rule": {"multiplier": 50}}, 422, "invalid_event",
-                 "rule.multiplier", id="absurd-multiplier"),
+    pytest.param(
+        {"type": "pricing.rule_set", "city": "blr", "rule": {"multiplier": 50}},
+        422,
+        "invalid_event",
+        "rule.multiplier",
+        id="absurd-multiplier",
+    ),
     pytest.param({"events": []}, 422, "invalid", "events", id="empty-batch"),
-    pytest.param({"events": [_item(), _item(price_cents=-1)]}, 422, "invalid_event", "events[1].price_cents",
-                 id="batch-with-one-bad-event"),
+    pytest.param(
+        {"events": [_item(), _item(price_cents=-1)]},
+        422,
+        "invalid_event",
+        "events[1].price_cents",
+        id="batch-with-one-bad-event",
+    ),
     pytest.param({"events": [_item(), _item(city="mum")]}, 422, "batch_spans_cities", "events", id="batch-two-cities"),
-    pytest.param(b'{"type": "price.set", "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}', 413, "payload_too_large", None,
-                 id="oversized-body"),
+    pytest.param(
+        b'{"type": "price.set", "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}',
+        413,
+        "payload_too_large",
+        None,
+        id="oversized-body",
+    ),
 ]
 
 
@@ -67,10 +89,15 @@ async def test_bad_input_is_refused_and_publishes_nothing(
     [
         pytest.param(lambda s: {}, 401, "missing_token", id="no-token"),
         pytest.param(lambda s: {"Authorization": "Bearer not.a.jwt"}, 401, "invalid_token", id="garbage-token"),
-        pytest.param(lambda s: {"Authorization": f"Bearer {s.token(Role.ADMIN, ttl_s=-10)}"}, 401, "token_expired",
-                     id="expired-token"),
-        pytest.param(lambda s: {"Authorization": f"Bearer {s.token(Role.CUSTOMER)}"}, 403, "forbidden",
-                     id="customer-token"),
+        pytest.param(
+            lambda s: {"Authorization": f"Bearer {s.token(Role.ADMIN, ttl_s=-10)}"},
+            401,
+            "token_expired",
+            id="expired-token",
+        ),
+        pytest.param(
+            lambda s: {"Authorization": f"Bearer {s.token(Role.CUSTOMER)}"}, 403, "forbidden", id="customer-token"
+        ),
     ],
 )
 async def test_credentials_are_checked_before_anything_is_published(
@@ -85,12 +112,17 @@ async def test_credentials_are_checked_before_anything_is_published(
     assert await stack.end_offsets() == before
 
 
-async def test_stale_expected_version_is_rejected_and_changes_nothing(stack: Stack, http: aiohttp.ClientSession) -> None:
+async def test_stale_expected_version_is_rejected_and_changes_nothing(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
     item = items_by_id(await stack.menu(http, "blr"))["thali-1"]
-    await wait_applied(stack, await publish(stack, http, price_set("blr", "thali", "thali-1", 3100,
-                                                                   expected_version=item["version"])))
+    await wait_applied(
+        stack, await publish(stack, http, price_set("blr", "thali", "thali-1", 3100, expected_version=item["version"]))
+    )
     before = await stack.end_offsets()
-    response = await stack.post_events(http, price_set("blr", "thali", "thali-1", 9999, expected_version=item["version"]))
+    response = await stack.post_events(
+        http, price_set("blr", "thali", "thali-1", 9999, expected_version=item["version"])
+    )
     assert response.status == 409
     error = (await response.json())["error"]
     assert error["code"] == "version_conflict" and error["field"] == "expected_version"
@@ -140,7 +172,7 @@ async def test_event_status_and_item_history(stack: Stack, http: aiohttp.ClientS
     async with http.get(f"{stack.api_url(0)}/v1/admin/items/blr/thali-0/history", headers=stack.admin_headers()) as r:
         assert r.status == 200
         history = (await r.json())["history"]
-    assert [h["type"] for h in history][0] == "item.upserted"
+    assert history[0]["type"] == "item.upserted"
     assert history[-1]["old"]["price_cents"] == 4100 and history[-1]["new"]["price_cents"] == 4200
     assert history[-1]["actor"] == "tester" and history[-1]["event_id"] == event_ids[0]
     assert [h["version"] for h in history] == sorted(h["version"] for h in history)
@@ -152,6 +184,14 @@ async def test_openapi_document_describes_the_admin_contract(stack: Stack, http:
     async with http.get(f"{stack.api_url(0)}/v1/openapi.json") as response:
         document = await response.json()
     assert document["openapi"].startswith("3.")
-    kinds = {variant["properties"]["type"]["const"] for variant in document["components"]["schemas"]["AdminEvent"]["oneOf"]}
-    assert kinds == {"restaurant.upserted", "item.upserted", "item.removed", "item.availability_set", "price.set",
-                     "pricing.rule_set"}
+    kinds = {
+        variant["properties"]["type"]["const"] for variant in document["components"]["schemas"]["AdminEvent"]["oneOf"]
+    }
+    assert kinds == {
+        "restaurant.upserted",
+        "item.upserted",
+        "item.removed",
+        "item.availability_set",
+        "price.set",
+        "pricing.rule_set",
+    }

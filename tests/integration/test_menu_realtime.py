@@ -11,12 +11,13 @@ from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 async def seeded(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         await wait_applied(stack, await publish(stack, session, restaurant_batch("blr", "dosa", items=5)))
-        await wait_applied(stack, await publish(stack, session, restaurant_batch("ams", "pizza", items=5, price_cents=900)))
+        await wait_applied(
+            stack, await publish(stack, session, restaurant_batch("ams", "pizza", items=5, price_cents=900))
+        )
 
 
 async def test_price_change_reaches_connected_clients_and_the_menu_within_a_second(
@@ -44,17 +45,51 @@ async def test_price_change_reaches_connected_clients_and_the_menu_within_a_seco
 
 async def test_menu_changes_reach_clients_in_order(stack: Stack, http: aiohttp.ClientSession) -> None:
     async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as client:
-        await publish(stack, http, {"type": "item.upserted", "city": "blr", "restaurant_id": "dosa",
-                                    "item_id": "dosa-new", "name": "Rava Dosa", "price_cents": 1500})
-        await publish(stack, http, {"type": "item.availability_set", "city": "blr", "restaurant_id": "dosa",
-                                    "item_id": "dosa-1", "available": False})
-        await publish(stack, http, {"type": "item.removed", "city": "blr", "restaurant_id": "dosa", "item_id": "dosa-2"})
-        await publish(stack, http, {"type": "restaurant.upserted", "city": "blr", "restaurant_id": "dosa",
-                                    "name": "Dosa Corner", "open": False})
+        await publish(
+            stack,
+            http,
+            {
+                "type": "item.upserted",
+                "city": "blr",
+                "restaurant_id": "dosa",
+                "item_id": "dosa-new",
+                "name": "Rava Dosa",
+                "price_cents": 1500,
+            },
+        )
+        await publish(
+            stack,
+            http,
+            {
+                "type": "item.availability_set",
+                "city": "blr",
+                "restaurant_id": "dosa",
+                "item_id": "dosa-1",
+                "available": False,
+            },
+        )
+        await publish(
+            stack, http, {"type": "item.removed", "city": "blr", "restaurant_id": "dosa", "item_id": "dosa-2"}
+        )
+        await publish(
+            stack,
+            http,
+            {
+                "type": "restaurant.upserted",
+                "city": "blr",
+                "restaurant_id": "dosa",
+                "name": "Dosa Corner",
+                "open": False,
+            },
+        )
         events = await client.wait_for(lambda evs: any(e.type == "restaurant" for e in evs), timeout=2.0)
         changes = [(e.type, e.json().get("item_id") or e.json().get("name")) for e in events[1:]]
-        assert changes == [("item", "dosa-new"), ("item", "dosa-1"), ("item_removed", "dosa-2"),
-                           ("restaurant", "Dosa Corner")]
+        assert changes == [
+            ("item", "dosa-new"),
+            ("item", "dosa-1"),
+            ("item_removed", "dosa-2"),
+            ("restaurant", "Dosa Corner"),
+        ]
         assert events[2].json()["available"] is False
     menu = await stack.menu(http, "blr")
     items = items_by_id(menu)

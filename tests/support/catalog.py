@@ -16,8 +16,13 @@ def restaurant_batch(city: str, restaurant_id: str, items: int, price_cents: int
     ]
     events += [
         {
-            "type": "item.upserted", "city": city, "restaurant_id": restaurant_id,
-            "item_id": f"{restaurant_id}-{n}", "name": f"Dish {n}", "category": "Mains", "price_cents": price_cents,
+            "type": "item.upserted",
+            "city": city,
+            "restaurant_id": restaurant_id,
+            "item_id": f"{restaurant_id}-{n}",
+            "name": f"Dish {n}",
+            "category": "Mains",
+            "price_cents": price_cents,
         }
         for n in range(items)
     ]
@@ -25,8 +30,14 @@ def restaurant_batch(city: str, restaurant_id: str, items: int, price_cents: int
 
 
 def price_set(city: str, restaurant_id: str, item_id: str, price_cents: int, **extra: Any) -> dict[str, Any]:
-    return {"type": "price.set", "city": city, "restaurant_id": restaurant_id, "item_id": item_id,
-            "price_cents": price_cents, **extra}
+    return {
+        "type": "price.set",
+        "city": city,
+        "restaurant_id": restaurant_id,
+        "item_id": item_id,
+        "price_cents": price_cents,
+        **extra,
+    }
 
 
 async def publish(stack: Stack, session: aiohttp.ClientSession, body: Any, index: int = 0) -> list[str]:

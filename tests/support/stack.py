@@ -89,7 +89,10 @@ class Stack:
         port = int(existing.ready_url.split(":")[2].split("/")[0]) if existing else free_port()
         env = {**self.env, "FEASTFLOW_WORKER_NAME": name, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
         process = Process(
-            f"worker-{name}", feastflow_command("worker"), env, self.logs / f"worker-{name}.log",
+            f"worker-{name}",
+            feastflow_command("worker"),
+            env,
+            self.logs / f"worker-{name}.log",
             f"http://127.0.0.1:{port}/feastflow/ready/",
         )
         process.start()
@@ -102,7 +105,10 @@ class Stack:
         env = {**self.env, "FEASTFLOW_API_PORT": str(port)}
         index = len(self.apis) + 1
         process = Process(
-            f"api-{index}", feastflow_command("api"), env, self.logs / f"api-{index}.log",
+            f"api-{index}",
+            feastflow_command("api"),
+            env,
+            self.logs / f"api-{index}.log",
             f"http://127.0.0.1:{port}/readyz",
         )
         process.start()
