@@ -79,15 +79,15 @@ class CityPricing:
     def multiplier_bp(self) -> int:
         return self.rule.multiplier_bp if self.rule is not None and self.rule_active else 10_000
 
-    def next_transition(self) -> str | None:
-        """When the clock next changes whether the rule applies (for the tick timer)."""
+    def next_transition(self, now: str) -> str | None:
+        """When the clock next changes whether the rule applies (for the tick timer); None if it never will."""
         if self.rule is None:
             return None
-        if not self.rule_active and self.rule.effective_at is not None:
-            return self.rule.effective_at
-        if self.rule_active and self.rule.until is not None:
+        if self.rule_active:
             return self.rule.until
-        return None
+        if self.rule.until is not None and self.rule.until <= now:
+            return None  # expired: stays off
+        return self.rule.effective_at
 
 
 def effective_price(base_price_cents: int, multiplier_bp: int) -> int:

@@ -19,7 +19,7 @@ def register_pricing_clock(worker: Worker) -> None:
     async def announce_rule_transitions() -> None:
         now = utc_now()
         for city, pricing in list(worker.tables.cities()):
-            due = pricing.next_transition()
+            due = pricing.next_transition(now)
             if due is None or due > now or (city, due) in announced:
                 continue
             announced.add((city, due))

@@ -1,6 +1,7 @@
 """An admin's change reaches connected customers and the menu GET, through real Kafka, worker and Redis."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -154,3 +155,62 @@ async def test_unknown_city_is_a_404_with_the_error_body(stack: Stack, http: aio
         async with http.get(f"{stack.api_url(0)}{path}") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "unknown_city"
+
+
+async def test_a_rule_scheduled_for_later_reprices_when_its_time_comes_and_ends(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    base = {k: v["base_price_cents"] for k, v in items_by_id(await stack.menu(http, "ams")).items()}
+    now = datetime.now(UTC)
+    rule = {
+        "multiplier": 2,
+        "effective_at": (now + timedelta(seconds=2)).isoformat(),
+        "until": (now + timedelta(seconds=4)).isoformat(),
+    }
+    async with SseClient(f"{stack.api_url(0)}/v1/cities/ams/menu/stream") as client:
+        await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": rule})
+        await asyncio.sleep(1.0)
+        assert client.of_type("item") == [], "the rule applied before its time"
+        doubled = await client.wait_for(lambda evs: len([e for e in evs if e.type == "item"]) >= len(base), 5.0)
+        assert {e.json()["item_id"]: e.json()["price_cents"] for e in doubled if e.type == "item"} == {
+            k: 2 * v for k, v in base.items()
+        }
+        restored = await client.wait_for(lambda evs: len([e for e in evs if e.type == "item"]) >= 2 * len(base), 5.0)
+        assert {e.json()["item_id"]: e.json()["price_cents"] for e in restored[-len(base) :]} == base
+
+
+async def test_heartbeats_keep_quiet_streams_alive(stack: Stack) -> None:
+    pod = await stack.start_api(FEASTFLOW_SSE_PING_S="0.3")
+    try:
+        url = pod.ready_url.removesuffix("/readyz")
+        async with SseClient(f"{url}/v1/cities/mum/menu/stream") as client:
+            await asyncio.sleep(1.2)
+            assert client.comments >= 3
+    finally:
+        pod.terminate()
+        stack.apis.remove(pod)
+
+
+async def test_writes_beyond_the_rate_limit_get_429_with_retry_after(stack: Stack, http: aiohttp.ClientSession) -> None:
+    pod = await stack.start_api(FEASTFLOW_ADMIN_RATE="3")
+    try:
+        url = pod.ready_url.removesuffix("/readyz")
+        before = await stack.end_offsets()
+        statuses = []
+        for n in range(8):
+            async with http.post(
+                f"{url}/v1/admin/events",
+                json=price_set("blr", "dosa", "dosa-3", 100 + n),
+                headers=stack.admin_headers(),
+            ) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    assert int(response.headers["Retry-After"]) >= 1
+                    assert (await response.json())["error"]["code"] == "rate_limited"
+        accepted = statuses.count(202)
+        assert 3 <= accepted < 8 and statuses.count(429) == 8 - accepted
+        after = await stack.end_offsets()
+        assert sum(after.values()) - sum(before.values()) == accepted
+    finally:
+        pod.terminate()
+        stack.apis.remove(pod)

@@ -100,9 +100,9 @@ class Stack:
         await process.wait_ready()
         return process
 
-    async def start_api(self) -> Process:
+    async def start_api(self, **extra_env: str) -> Process:
         port = free_port()
-        env = {**self.env, "FEASTFLOW_API_PORT": str(port)}
+        env = {**self.env, "FEASTFLOW_API_PORT": str(port), **extra_env}
         index = len(self.apis) + 1
         process = Process(
             f"api-{index}",
