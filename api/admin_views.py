@@ -152,7 +152,7 @@ async def event_status(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     raw = await app[REDIS].hgetall(event_key(app[SETTINGS].namespace, event_id))
     if raw:
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {_text(k): _text(v) for k, v in raw.items()}
         body: dict[str, Any] = {"event_id": event_id, "status": fields["status"]}
         for name in ("city", "type", "published_at", "applied_at", "reason"):
             if fields.get(name):
@@ -223,6 +223,10 @@ async def item_history(request: web.Request) -> web.Response:
     return web.Response(
         body=orjson.dumps({"city": city, "item_id": item_id, "history": history}), content_type="application/json"
     )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _rfc3339(moment: Any) -> str:

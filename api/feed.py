@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -105,7 +106,8 @@ class CityFeed:
                 logger.warning("feed reader for %s failed (%r); retrying", self.city, exc, extra={"city": self.city})
                 await asyncio.sleep(0.5)
                 continue
-            for _stream, entries in response or []:
+            streams = cast(list[Any], response or [])
+            for _stream, entries in streams:
                 for entry_id, fields in entries:
                     entry = to_entry(entry_id, fields)
                     last_id = entry.id

@@ -1,6 +1,7 @@
 """Every value the aiohttp application carries, declared in one place."""
 
 import asyncio
+from dataclasses import dataclass
 
 import aiopg
 from aiohttp import web
@@ -13,6 +14,26 @@ from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from feastflow.settings import Settings
 
+
+@dataclass
+class Readiness:
+    """What /readyz reports, refreshed in the background by api.ops_views.readiness_probe."""
+
+    redis: bool = False
+    kafka: bool = False
+
+    def as_json(self) -> dict[str, bool]:
+        return {"redis": self.redis, "kafka": self.kafka}
+
+    @property
+    def ok(self) -> bool:
+        return self.redis and self.kafka
+
+
+class OpenStreams(set[EventSourceResponse]):
+    """The pod's open SSE responses, so shutdown can tell each client to reconnect elsewhere."""
+
+
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 PUBLISHER = web.AppKey("publisher", EventPublisher)
@@ -20,6 +41,6 @@ PG_POOL = web.AppKey("pg_pool", aiopg.Pool)
 MENUS = web.AppKey("menus", MenuReader)
 FEEDS = web.AppKey("feeds", FeedHub)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-STREAMS = web.AppKey("streams", set[EventSourceResponse])
+STREAMS = web.AppKey("streams", OpenStreams)
 DRAINING = web.AppKey("draining", asyncio.Event)
-READY = web.AppKey("ready", dict[str, bool])
+READY = web.AppKey("ready", Readiness)

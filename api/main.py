@@ -20,6 +20,7 @@ from api.keys import (
     REDIS,
     SETTINGS,
     STREAMS,
+    OpenStreams,
 )
 from api.middlewares import errors_middleware, metrics_middleware
 from api.ops_views import readiness_probe
@@ -67,7 +68,8 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
 async def drain_streams(app: web.Application) -> None:
     """On shutdown: stop being ready, tell every SSE client to come back soon (to another pod), close."""
     app[DRAINING].set()
-    for stream in tuple(app[STREAMS]):
+    open_streams: OpenStreams = app[STREAMS]
+    for stream in tuple(open_streams):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
         stream.stop_streaming()
@@ -76,7 +78,7 @@ async def drain_streams(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[metrics_middleware, errors_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[STREAMS] = set()
+    app[STREAMS] = OpenStreams()
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.extend([redis_client, kafka_publisher, postgres_pool, readiness_probe])
     app.on_shutdown.append(drain_streams)

@@ -3,13 +3,13 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.keys import DRAINING, PUBLISHER, READY, REDIS
+from api.keys import DRAINING, PUBLISHER, READY, REDIS, Readiness
 from api.metrics import READY as READY_GAUGE
 
 logger = logging.getLogger(__name__)
@@ -23,10 +23,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    checks = dict(app[READY])
+    readiness = app[READY]
     draining = app[DRAINING].is_set()
-    ready = not draining and all(checks.values())
-    body = {"ready": ready, "draining": draining, "checks": checks}
+    ready = not draining and readiness.ok
+    body = {"ready": ready, "draining": draining, "checks": readiness.as_json()}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type="application/json")
 
 
@@ -36,13 +36,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: keeps the dependency checks behind /readyz fresh in the background."""
-    app[READY] = {"redis": False, "kafka": False}
+    readiness = app[READY] = Readiness()
 
     async def probe_forever() -> None:
         while True:
-            app[READY]["redis"] = await _succeeds(app[REDIS].ping())
-            app[READY]["kafka"] = await _succeeds(app[PUBLISHER].reachable())
-            READY_GAUGE.set(1 if all(app[READY].values()) and not app[DRAINING].is_set() else 0)
+            readiness.redis = await _succeeds(app[REDIS].ping())
+            readiness.kafka = await _succeeds(app[PUBLISHER].reachable())
+            READY_GAUGE.set(1 if readiness.ok and not app[DRAINING].is_set() else 0)
             await asyncio.sleep(PROBE_INTERVAL_S)
 
     task = asyncio.create_task(probe_forever())
@@ -52,9 +52,9 @@ async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _succeeds(check: "asyncio.Future[object] | object") -> bool:
+async def _succeeds(check: Awaitable[object]) -> bool:
     try:
-        result = await asyncio.wait_for(check, timeout=2.0)  # type: ignore[arg-type]
+        result = await asyncio.wait_for(check, timeout=2.0)
     except Exception:
         return False
     return result is not False

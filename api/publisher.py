@@ -34,5 +34,5 @@ class EventPublisher:
 
     async def reachable(self) -> bool:
         return bool(self.producer.client.cluster.brokers()) and await self.producer.client.ready(
-            self.producer.client.get_random_node()  # type: ignore[no-untyped-call]
+            self.producer.client.get_random_node()
         )

@@ -351,7 +351,7 @@ def parse_admin_event(source: Any, path: str, known_cities: Sequence[str]) -> Ad
         raise InvalidEvent("each event must be a JSON object", field=path or None)
     raw_type = source.get("type")
     try:
-        kind = EventType(raw_type)
+        kind = EventType(str(raw_type))
     except ValueError:
         kind = None
     if kind is None or kind not in ADMIN_EVENT_TYPES:
@@ -388,7 +388,7 @@ def _decode_event(item: Any, city: str, path: str) -> Event:
     if not isinstance(item, dict):
         raise InvalidEvent("event is not an object", field=path)
     try:
-        kind = EventType(item.get("type"))
+        kind = EventType(str(item.get("type")))
     except ValueError:
         raise InvalidEvent(f"unknown event type {item.get('type')!r}", field=_join(path, "type")) from None
     if item.get("city", city) != city:

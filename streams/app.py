@@ -117,5 +117,5 @@ def create_app(settings: Settings) -> Worker:
 
     tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
     resources = Resources(settings)
-    app.service(resources)
+    app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
     return Worker(settings, app, tables, catalog_topic, dead_letter_topic, resources)

@@ -10,7 +10,7 @@ retried with back-off while the events wait in Kafka.
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -34,7 +34,7 @@ def register_catalog_agent(worker: Worker) -> None:
 
     @app.agent(worker.catalog_topic, name="catalog")
     async def catalog(stream: faust.StreamT[bytes]) -> None:
-        events = stream.noack()
+        events = cast(faust.Stream[bytes], stream).noack()
         async for event in events.events():
             try:
                 if await guard.admit(app, event):
@@ -47,7 +47,7 @@ def register_catalog_agent(worker: Worker) -> None:
                 # Commits the offset if it was processed; otherwise releases it to be read again.
                 await events.ack(event)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def rewind_stalled_partitions() -> None:
         await guard.rewind_stalled(app)
 

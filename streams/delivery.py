@@ -44,7 +44,7 @@ class DeliveryGuard:
         self._last_activity = time.monotonic()
         self.rewinds = 0
 
-    async def admit(self, app: AppT, event: EventT) -> bool:
+    async def admit(self, app: AppT, event: EventT[Any]) -> bool:
         """True when this event is the next one to process on its partition."""
         message = event.message
         tp, offset = message.tp, message.offset
@@ -101,7 +101,7 @@ class DeliveryGuard:
         """
         consumer: Any = app.consumer
         now = time.monotonic()
-        if now - self._last_activity < STALL_REWIND_AFTER_S or not app.tables.recovery.completed.is_set():
+        if now - self._last_activity < STALL_REWIND_AFTER_S or not recovery_completed(app):
             return
         tps = [tp for tp in consumer.assignment() if tp.topic in self.guarded_topics]
         if not tps:
@@ -128,6 +128,11 @@ async def _start_position(app: AppT, tp: TP) -> int:
         return int(committed)
     earliest = await consumer.earliest_offsets(tp)
     return int(earliest.get(tp) or 0)
+
+
+def recovery_completed(app: AppT) -> bool:
+    tables: Any = app.tables
+    return bool(tables.recovery.completed.is_set())
 
 
 def guard_of(app: AppT) -> DeliveryGuard:

@@ -8,7 +8,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import Worker
-from streams.delivery import guard_of
+from streams.delivery import guard_of, recovery_completed
 from streams.state import (
     city_key,
     decode_item,
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def worker_ready(worker: Worker) -> tuple[bool, str]:
     """Ready only once table recovery finished and no rebalance is under way."""
     app = worker.app
-    if not app.tables.recovery.completed.is_set():
+    if not recovery_completed(app):
         return False, "recovering tables"
     if app.rebalancing:
         return False, "rebalancing"

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def register_pricing_clock(worker: Worker) -> None:
     announced: set[tuple[str, str]] = set()
 
-    @worker.app.timer(interval=1.0)
+    @worker.app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def announce_rule_transitions() -> None:
         now = utc_now()
         for city, pricing in list(worker.tables.cities()):
