@@ -32,40 +32,42 @@ class Closed(Exception):
 
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[FeedEntry | None]
+    """One client's view of a city feed: entries pile up while it writes, and go out together."""
+
+    limit: int
+    pending: list[FeedEntry] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     closed: bool = False
     last_order: tuple[int, int] = (-1, -1)
 
     def close(self) -> None:
         self.closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.wake.set()
 
     def offer(self, entry: FeedEntry) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(entry)
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.limit:
             self.overflowed = True
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.pending = []
+        else:
+            self.pending.append(entry)
+        self.wake.set()
 
-    async def next(self) -> FeedEntry:
-        """The next entry newer than what this subscriber already sent."""
+    async def take(self) -> list[FeedEntry]:
+        """Every entry newer than what this subscriber already sent (at least one), oldest first."""
         while True:
+            await self.wake.wait()
+            self.wake.clear()
             if self.closed:
                 raise Closed()
-            entry = await self.queue.get()
-            if entry is None:
-                if self.closed:
-                    raise Closed()
+            if self.overflowed:
                 raise Overflowed()
-            if entry.order > self.last_order:
-                return entry
+            entries, self.pending = self.pending, []
+            fresh = [entry for entry in entries if entry.order > self.last_order]
+            if fresh:
+                return fresh
 
 
 @dataclass(eq=False)
@@ -86,7 +88,7 @@ class CityFeed:
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscriber]:
         await self.ensure_running()
-        subscriber = Subscriber(asyncio.Queue(maxsize=self.queue_size))
+        subscriber = Subscriber(self.queue_size)
         self.subscribers.add(subscriber)
         try:
             yield subscriber

@@ -5,13 +5,14 @@ import logging
 
 import orjson
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
+from aiohttp_sse import sse_response
 
 from api.errors import NotFound
 from api.feed import Closed, Overflowed, Subscriber
 from api.keys import FEEDS, MENUS, SETTINGS, STREAMS
 from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES
 from api.readmodel import FeedEntry
+from api.sse import SEPARATOR, BroadcastResponse
 from models.cities import City
 
 logger = logging.getLogger(__name__)
@@ -63,19 +64,20 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
             initial = history
             SSE_RESUMES.labels(kind="menu", outcome="history").inc()
         settings = app[SETTINGS]
-        async with sse_response(request, sep="\n", ping_interval=settings.sse_ping_s) as stream:
+        async with sse_response(
+            request, sep=SEPARATOR, ping_interval=settings.sse_ping_s, response_cls=BroadcastResponse
+        ) as stream:
             app[STREAMS].add(stream)
             SSE_CLIENTS.labels(kind="menu").inc()
             watcher = asyncio.create_task(stream.wait())
             watcher.add_done_callback(lambda _: subscriber.close())
             try:
-                for entry in initial:
-                    await _send(stream, subscriber, entry)
+                await _send(stream, subscriber, initial)
                 while True:
-                    await _send(stream, subscriber, await subscriber.next())
+                    await _send(stream, subscriber, await subscriber.take())
             except Overflowed:
                 await stream.send("", event="reconnect", retry=RECONNECT_HINT_MS)
-            except (Closed, ConnectionResetError):
+            except (Closed, ConnectionResetError, TimeoutError):
                 pass
             finally:
                 watcher.cancel()
@@ -84,7 +86,9 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
     return stream
 
 
-async def _send(stream: EventSourceResponse, subscriber: Subscriber, entry: FeedEntry) -> None:
-    await stream.send(entry.data, id=entry.id, event=entry.type)
-    subscriber.last_order = entry.order
-    SSE_EVENTS_SENT.labels(kind="menu").inc()
+async def _send(stream: BroadcastResponse, subscriber: Subscriber, entries: list[FeedEntry]) -> None:
+    if not entries:
+        return
+    await stream.send_frames(b"".join(entry.frame for entry in entries))
+    subscriber.last_order = entries[-1].order
+    SSE_EVENTS_SENT.labels(kind="menu").inc(len(entries))

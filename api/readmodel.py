@@ -2,27 +2,33 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from api.sse import encode_frame
 from feastflow.redis_keys import CityKeys, city_keys
 
 NO_CURSOR = "0-0"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FeedEntry:
-    """One SSE event, its data already JSON-encoded once for every client it goes to."""
+    """One SSE event, framed once: the same bytes go to every client of the city."""
 
     id: str
     type: str
     data: str
 
-    @property
+    @cached_property
     def order(self) -> tuple[int, int]:
         return stream_order(self.id)
+
+    @cached_property
+    def frame(self) -> bytes:
+        return encode_frame(self.id, self.type, self.data)
 
 
 def stream_order(entry_id: str) -> tuple[int, int]:
