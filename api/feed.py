@@ -1,19 +1,21 @@
 """Per-pod fan-out of each city's change feed.
 
-One reader per city per pod follows the city's Redis Stream and hands each entry, encoded once, to every
-subscriber of that city. A subscriber's queue is bounded: a client that cannot keep up is told to
-reconnect (and then resumes from history) instead of slowing the others down.
+One reader per city per pod follows the city's Redis Stream. Each batch of entries it reads is framed once
+(SSE frames, then the HTTP chunk around them) and the same bytes are written to every live client of the
+city, straight to its transport: no per-client task wakes up, no per-client encoding. A client whose unsent
+bytes pass a bound is cut loose and told to reconnect (it resumes from history), so it never delays others.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from api.metrics import SSE_EVENTS_SENT
 from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, to_entry
 
 logger = logging.getLogger(__name__)
@@ -22,52 +24,82 @@ BLOCK_MS = 5_000
 READ_COUNT = 500
 
 
-class Overflowed(Exception):
-    """The subscriber fell too far behind; it should reconnect and resume from history."""
+def chunk(body: bytes, chunked: bool) -> bytes:
+    """The body as one HTTP/1.1 chunk (or as is, for a response without chunked encoding)."""
+    return b"%x\r\n%b\r\n" % (len(body), body) if chunked else body
 
 
-class Closed(Exception):
-    """The client went away, or the pod is shutting down."""
+@dataclass(frozen=True)
+class Delivery:
+    """One batch of entries, with its bytes built once for every client."""
+
+    entries: Sequence[FeedEntry]
+    body: bytes = field(init=False)
+    chunked_body: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        body = b"".join(entry.frame for entry in self.entries)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "chunked_body", chunk(body, chunked=True))
+
+    @property
+    def newest(self) -> tuple[int, int]:
+        return self.entries[-1].order
 
 
 @dataclass(eq=False)
 class Subscriber:
-    """One client's view of a city feed: entries pile up while it writes, and go out together."""
+    """One client of a city feed. Buffers while its first data (snapshot or history) is being written,
+    then goes live: from then on the feed writes to its transport directly."""
 
-    limit: int
+    max_pending_bytes: int
     pending: list[FeedEntry] = field(default_factory=list)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    overflowed: bool = False
-    closed: bool = False
+    pending_bytes: int = 0
+    transport: asyncio.WriteTransport | None = None
+    chunked: bool = True
     last_order: tuple[int, int] = (-1, -1)
+    overflowed: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
-
-    def offer(self, entry: FeedEntry) -> None:
+    def deliver(self, delivery: Delivery) -> None:
         if self.overflowed:
             return
-        if len(self.pending) >= self.limit:
-            self.overflowed = True
-            self.pending = []
-        else:
-            self.pending.append(entry)
-        self.wake.set()
+        if self.transport is None:
+            self.pending.extend(delivery.entries)
+            self.pending_bytes += len(delivery.body)
+            if self.pending_bytes > self.max_pending_bytes:
+                self._overflow()
+            return
+        if delivery.newest <= self.last_order:
+            return
+        if delivery.entries[0].order > self.last_order:
+            self.transport.write(delivery.chunked_body if self.chunked else delivery.body)
+        else:  # rare: the batch straddles what this client already has
+            self._write([e for e in delivery.entries if e.order > self.last_order])
+        self.last_order = delivery.newest
+        SSE_EVENTS_SENT.labels(kind="menu").inc(len(delivery.entries))
+        if self.transport.get_write_buffer_size() > self.max_pending_bytes:
+            self._overflow()
 
-    async def take(self) -> list[FeedEntry]:
-        """Every entry newer than what this subscriber already sent (at least one), oldest first."""
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if self.closed:
-                raise Closed()
-            if self.overflowed:
-                raise Overflowed()
-            entries, self.pending = self.pending, []
-            fresh = [entry for entry in entries if entry.order > self.last_order]
-            if fresh:
-                return fresh
+    def go_live(self, transport: asyncio.WriteTransport, chunked: bool) -> None:
+        """Called once the initial data is written; no await between flushing and going live."""
+        self.chunked = chunked
+        self.transport = transport
+        fresh = [entry for entry in self.pending if entry.order > self.last_order]
+        self.pending, self.pending_bytes = [], 0
+        if fresh:
+            self._write(fresh)
+            self.last_order = fresh[-1].order
+            SSE_EVENTS_SENT.labels(kind="menu").inc(len(fresh))
+
+    def _write(self, entries: list[FeedEntry]) -> None:
+        assert self.transport is not None
+        self.transport.write(chunk(b"".join(entry.frame for entry in entries), self.chunked))
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self.pending, self.pending_bytes = [], 0
+        self.done.set()
 
 
 @dataclass(eq=False)
@@ -75,7 +107,8 @@ class CityFeed:
     city: str
     redis: Redis
     reader: MenuReader
-    queue_size: int
+    max_pending_bytes: int
+    coalesce_s: float
     subscribers: set[Subscriber] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,7 +121,7 @@ class CityFeed:
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscriber]:
         await self.ensure_running()
-        subscriber = Subscriber(self.queue_size)
+        subscriber = Subscriber(self.max_pending_bytes)
         self.subscribers.add(subscriber)
         try:
             yield subscriber
@@ -109,11 +142,13 @@ class CityFeed:
                 await asyncio.sleep(0.5)
                 continue
             streams = cast(list[Any], response or [])
-            for _stream, entries in streams:
-                for entry_id, fields in entries:
-                    entry = to_entry(entry_id, fields)
-                    last_id = entry.id
-                    await self._publish(entry)
+            for _stream, raw_entries in streams:
+                entries = [to_entry(entry_id, fields) for entry_id, fields in raw_entries]
+                last_id = entries[-1].id
+                await self._publish(entries)
+            if streams and self.coalesce_s:
+                # Let the next few changes gather so each client gets them in one write.
+                await asyncio.sleep(self.coalesce_s)
 
     async def _start_position(self) -> str:
         while True:
@@ -123,26 +158,45 @@ class CityFeed:
                 logger.warning("cannot read feed position of %s (%r); retrying", self.city, exc)
                 await asyncio.sleep(0.5)
 
-    async def _publish(self, entry: FeedEntry) -> None:
-        if entry.type == "snapshot":
+    async def _publish(self, entries: list[FeedEntry]) -> None:
+        batch: list[FeedEntry] = []
+        for entry in entries:
+            if entry.type != "snapshot":
+                batch.append(entry)
+                continue
             # The read model was rewritten from scratch: everyone starts over from a fresh snapshot.
+            self._deliver(batch)
+            batch = []
             menu = await self.reader.menu(self.city)
-            entry = FeedEntry(menu.cursor if menu.cursor != NO_CURSOR else entry.id, "snapshot", menu.body.decode())
+            cursor = menu.cursor if menu.cursor != NO_CURSOR else entry.id
+            self._deliver([FeedEntry(cursor, "snapshot", menu.body.decode())])
+        self._deliver(batch)
+
+    def _deliver(self, entries: list[FeedEntry]) -> None:
+        if not entries:
+            return
+        delivery = Delivery(entries)
         for subscriber in tuple(self.subscribers):
-            subscriber.offer(entry)
+            try:
+                subscriber.deliver(delivery)
+            except Exception:  # one broken connection never stops the broadcast
+                logger.exception("dropping a subscriber of %s", self.city)
+                subscriber._overflow()
 
 
 class FeedHub:
-    def __init__(self, redis: Redis, reader: MenuReader, queue_size: int) -> None:
+    def __init__(self, redis: Redis, reader: MenuReader, max_pending_bytes: int, coalesce_s: float) -> None:
         self._redis = redis
         self._reader = reader
-        self._queue_size = queue_size
+        self._max_pending_bytes = max_pending_bytes
+        self._coalesce_s = coalesce_s
         self._feeds: dict[str, CityFeed] = {}
 
     def city(self, city: str) -> CityFeed:
         feed = self._feeds.get(city)
         if feed is None:
-            feed = self._feeds[city] = CityFeed(city, self._redis, self._reader, self._queue_size)
+            feed = CityFeed(city, self._redis, self._reader, self._max_pending_bytes, self._coalesce_s)
+            self._feeds[city] = feed
         return feed
 
     def subscriber_count(self) -> int:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiopg
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.feed import FeedHub
 from api.keys import (
@@ -38,13 +38,19 @@ RECONNECT_HINT_MS = 500
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = Redis.from_url(settings.redis_url, health_check_interval=10)
+    # Requests wait for a pooled connection rather than fail when a burst (say, a thousand SSE clients
+    # reconnecting at once) outnumbers the pool.
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=10)
+    redis = Redis(connection_pool=pool, health_check_interval=10)
+    # The feed readers block in XREAD; they get connections of their own so reads never queue behind them.
+    feed_redis = Redis.from_url(settings.redis_url, health_check_interval=10)
     app[REDIS] = redis
     app[MENUS] = MenuReader(redis, settings.namespace)
     app[RATE_LIMITER] = RateLimiter(redis, settings.namespace)
-    app[FEEDS] = FeedHub(redis, app[MENUS], settings.sse_client_queue)
+    app[FEEDS] = FeedHub(feed_redis, app[MENUS], settings.sse_max_pending_bytes, settings.sse_coalesce_ms / 1000)
     yield
     await app[FEEDS].close()
+    await feed_redis.aclose()
     await redis.aclose()
 
 

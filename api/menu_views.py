@@ -1,6 +1,7 @@
 """Customer reads: cities, a city's menu, and the live menu stream (SSE)."""
 
 import asyncio
+import contextlib
 import logging
 
 import orjson
@@ -8,11 +9,10 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api.errors import NotFound
-from api.feed import Closed, Overflowed, Subscriber
 from api.keys import FEEDS, MENUS, SETTINGS, STREAMS
-from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES
+from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES, SSE_SLOW_CLIENTS
 from api.readmodel import FeedEntry
-from api.sse import SEPARATOR, BroadcastResponse
+from api.sse import SEPARATOR
 from models.cities import City
 
 logger = logging.getLogger(__name__)
@@ -51,44 +51,41 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     menus = app[MENUS]
+    settings = app[SETTINGS]
     async with app[FEEDS].city(city.code).subscribe() as subscriber:
-        # Subscribed first, read second: anything newer than what we read is already queued.
+        # Subscribed first, read second: anything newer than what we read is already buffered for us.
         history = None
         if last_event_id:
             history = await menus.history_after(city.code, last_event_id, HISTORY_LIMIT)
         if history is None:
             menu = await menus.menu(city.code)
             initial = [FeedEntry(menu.cursor, "snapshot", menu.body.decode())]
-            SSE_RESUMES.labels(kind="menu", outcome="snapshot").inc()
         else:
             initial = history
-            SSE_RESUMES.labels(kind="menu", outcome="history").inc()
-        settings = app[SETTINGS]
-        async with sse_response(
-            request, sep=SEPARATOR, ping_interval=settings.sse_ping_s, response_cls=BroadcastResponse
-        ) as stream:
+        SSE_RESUMES.labels(kind="menu", outcome="snapshot" if history is None else "history").inc()
+        async with sse_response(request, sep=SEPARATOR, ping_interval=settings.sse_ping_s) as stream:
             app[STREAMS].add(stream)
             SSE_CLIENTS.labels(kind="menu").inc()
-            watcher = asyncio.create_task(stream.wait())
-            watcher.add_done_callback(lambda _: subscriber.close())
             try:
-                await _send(stream, subscriber, initial)
-                while True:
-                    await _send(stream, subscriber, await subscriber.take())
-            except Overflowed:
-                await stream.send("", event="reconnect", retry=RECONNECT_HINT_MS)
-            except (Closed, ConnectionResetError, TimeoutError):
+                if initial:
+                    await stream.write(b"".join(entry.frame for entry in initial))
+                    subscriber.last_order = initial[-1].order
+                    SSE_EVENTS_SENT.labels(kind="menu").inc(len(initial))
+                if request.transport is None:
+                    return stream
+                subscriber.go_live(request.transport, stream.chunked)
+                closed = asyncio.ensure_future(stream.wait())
+                cut_loose = asyncio.ensure_future(subscriber.done.wait())
+                await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                cut_loose.cancel()
+                if subscriber.overflowed:
+                    SSE_SLOW_CLIENTS.labels(kind="menu").inc()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
+            except ConnectionResetError:
                 pass
             finally:
-                watcher.cancel()
                 SSE_CLIENTS.labels(kind="menu").dec()
                 app[STREAMS].discard(stream)
     return stream
-
-
-async def _send(stream: BroadcastResponse, subscriber: Subscriber, entries: list[FeedEntry]) -> None:
-    if not entries:
-        return
-    await stream.send_frames(b"".join(entry.frame for entry in entries))
-    subscriber.last_order = entries[-1].order
-    SSE_EVENTS_SENT.labels(kind="menu").inc(len(entries))

@@ -11,6 +11,7 @@ LATENCY = Histogram(
 )
 SSE_CLIENTS = Gauge("feastflow_api_sse_clients", "Connected SSE clients", ["kind"])
 SSE_EVENTS_SENT = Counter("feastflow_api_sse_events_sent_total", "SSE events written", ["kind"])
+SSE_SLOW_CLIENTS = Counter("feastflow_api_sse_slow_clients_total", "Clients cut loose for falling behind", ["kind"])
 SSE_RESUMES = Counter("feastflow_api_sse_resumes_total", "SSE starts by how they began", ["kind", "outcome"])
 PRODUCE_LATENCY = Histogram(
     "feastflow_api_kafka_produce_seconds",

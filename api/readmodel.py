@@ -1,5 +1,7 @@
 """Reading the menu read model from Redis: whole menus for snapshots, feed history for resumes."""
 
+import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,6 +54,7 @@ class MenuReader:
         self._redis = redis
         self._namespace = namespace
         self._cache: dict[str, Menu] = {}
+        self._loading: dict[str, tuple[float, asyncio.Future[Menu]]] = {}
 
     def keys(self, city: str) -> CityKeys:
         return city_keys(self._namespace, city)
@@ -61,10 +64,33 @@ class MenuReader:
         return _text(raw) or NO_CURSOR
 
     async def menu(self, city: str) -> Menu:
-        """The whole menu with the cursor it reflects, read in one transaction so the two agree."""
+        """The whole menu with the cursor it reflects, read in one transaction so the two agree.
+
+        Served from memory while the cursor has not moved; concurrent misses for a city share one read,
+        but only a read that began after this call did: an SSE client subscribes before asking, and a read
+        begun earlier could miss a change its subscription did not see either.
+        """
+        asked_at = time.monotonic()
         cached = self._cache.get(city)
         if cached is not None and cached.cursor == await self.cursor(city):
             return cached
+        while True:
+            current = self._loading.get(city)
+            if current is None:
+                loading: asyncio.Future[Menu] = asyncio.ensure_future(self._load(city))
+                self._loading[city] = (time.monotonic(), loading)
+                loading.add_done_callback(lambda done: self._forget_load(city, done))
+                return await asyncio.shield(loading)
+            started_at, loading = current
+            if started_at >= asked_at:
+                return await asyncio.shield(loading)
+            await asyncio.wait([loading])  # too old for us: let it finish, then share the next one
+
+    def _forget_load(self, city: str, done: "asyncio.Future[Menu]") -> None:
+        if self._loading.get(city, (0.0, None))[1] is done:
+            del self._loading[city]
+
+    async def _load(self, city: str) -> Menu:
         keys = self.keys(city)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(keys.restaurants)

@@ -40,7 +40,8 @@ class Settings:
     broker_max_poll_records: int = 500
     commit_interval_s: float = 0.5
     sse_ping_s: float = 10.0
-    sse_client_queue: int = 2_000
+    sse_max_pending_bytes: int = 4 * 1024 * 1024
+    sse_coalesce_ms: float = 20.0
     drain_s: float = 5.0
     api_host: str = "127.0.0.1"
     api_port: int = 8081
@@ -69,7 +70,8 @@ class Settings:
             broker_max_poll_records=int(_env("MAX_POLL_RECORDS", "500")),
             commit_interval_s=float(_env("COMMIT_INTERVAL_S", "0.5")),
             sse_ping_s=float(_env("SSE_PING_S", "10")),
-            sse_client_queue=int(_env("SSE_CLIENT_QUEUE", "2000")),
+            sse_max_pending_bytes=int(_env("SSE_MAX_PENDING_BYTES", str(4 * 1024 * 1024))),
+            sse_coalesce_ms=float(_env("SSE_COALESCE_MS", "20")),
             drain_s=float(_env("DRAIN_S", "5")),
             api_host=_env("API_HOST", "127.0.0.1"),
             api_port=int(_env("API_PORT", "8081")),

@@ -1,0 +1,288 @@
+"""Benchmark: admin change -> SSE delivery latency under fan-out load, and menu GET throughput.
+
+Runs against the local stack (`make run`): N SSE clients spread over the API pods, admin price changes at a
+fixed rate through the gateway, every change timed from just before its POST to its arrival at probe
+clients. Prints a table and writes bench/results/<timestamp>.json.
+
+    .venv/bin/python -m bench.latency [--clients 1000] [--rate 100] [--duration 60] [--probes 50]
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from api.auth import Role, issue_token
+from feastflow.settings import Settings
+
+CITY = "blr"
+RESTAURANT = "bench-r"
+ITEMS = 100
+PRICE_BASE = 1_000_000
+PRICE_PATTERN = re.compile(rb'"base_price_cents":(\d+)')
+
+
+@dataclass
+class Results:
+    sent_at: dict[int, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    post_failures: int = 0
+    drained_item_events: int = 0
+    probe_item_events: int = 0
+    dropped_clients: int = 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def prepare(session: aiohttp.ClientSession, gateway: str, headers: dict[str, str]) -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "restaurant.upserted", "city": CITY, "restaurant_id": RESTAURANT, "name": "Benchmark Bistro"}
+    ]
+    events += [
+        {
+            "type": "item.upserted",
+            "city": CITY,
+            "restaurant_id": RESTAURANT,
+            "item_id": f"{RESTAURANT}-{n}",
+            "name": f"Bench dish {n}",
+            "price_cents": 500,
+        }
+        for n in range(ITEMS)
+    ]
+    async with session.post(f"{gateway}/v1/admin/events", json={"events": events}, headers=headers) as response:
+        response.raise_for_status()
+    await asyncio.sleep(2)
+
+
+async def counted_drop(client: Any, results: Results, stop: asyncio.Event, *args: Any) -> None:
+    """Runs one client; a stream that fails or ends before the benchmark does counts as dropped."""
+    try:
+        await client(*args)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        pass
+    if not stop.is_set():
+        results.dropped_clients += 1
+
+
+async def probe_client(url: str, results: Results, stop: asyncio.Event, connected: asyncio.Event) -> None:
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+        response.raise_for_status()
+        connected.set()
+        buffer = b""
+        while not stop.is_set():
+            chunk = await response.content.readany()
+            if not chunk:
+                return
+            now = time.perf_counter()
+            buffer += chunk
+            frames, _, buffer = buffer.rpartition(b"\n\n")
+            for frame in frames.split(b"\n\n"):
+                if b"event: item\n" not in frame:
+                    continue
+                match = PRICE_PATTERN.search(frame)
+                if match is None:
+                    continue
+                seq = int(match.group(1)) - PRICE_BASE
+                sent = results.sent_at.get(seq)
+                if sent is not None:
+                    results.latencies.append(now - sent)
+                    results.probe_item_events += 1
+
+
+async def draining_client(
+    session: aiohttp.ClientSession, url: str, results: Results, stop: asyncio.Event, connected: asyncio.Event
+) -> None:
+    async with session.get(url) as response:
+        response.raise_for_status()
+        connected.set()
+        tail = b""
+        while not stop.is_set():
+            chunk = await response.content.readany()
+            if not chunk:
+                return
+            data = tail + chunk
+            results.drained_item_events += data.count(b"event: item\n")
+            tail = data[-16:]
+            results.drained_item_events -= tail.count(b"event: item\n")
+
+
+async def publish_changes(gateway: str, headers: dict[str, str], rate: float, duration: float, results: Results) -> int:
+    interval = 1.0 / rate
+    seq = 0
+    in_flight: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession() as session:
+
+        async def post(n: int) -> None:
+            body = {
+                "type": "price.set",
+                "city": CITY,
+                "restaurant_id": RESTAURANT,
+                "item_id": f"{RESTAURANT}-{n % ITEMS}",
+                "price_cents": PRICE_BASE + n,
+            }
+            results.sent_at[n] = time.perf_counter()
+            async with session.post(f"{gateway}/v1/admin/events", json=body, headers=headers) as response:
+                if response.status != 202:
+                    results.post_failures += 1
+
+        started = time.perf_counter()
+        while time.perf_counter() - started < duration:
+            task = asyncio.create_task(post(seq))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            seq += 1
+            await asyncio.sleep(max(0.0, started + seq * interval - time.perf_counter()))
+        await asyncio.gather(*in_flight)
+    return seq
+
+
+async def menu_reads(gateway: str, concurrency: int, duration: float) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        deadline = time.perf_counter() + duration
+
+        async def reader() -> None:
+            nonlocal failures
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                async with session.get(f"{gateway}/v1/cities/{CITY}/menu") as response:
+                    await response.read()
+                    if response.status != 200:
+                        failures += 1
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(reader() for _ in range(concurrency)))
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / duration,
+        "failures": failures,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.from_env()
+    headers = {"Authorization": f"Bearer {issue_token(settings.jwt_secret, Role.ADMIN, 'bench')}"}
+    pods = [f"http://127.0.0.1:{port}" for port in args.pods.split(",")]
+    results = Results()
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        await prepare(session, args.gateway, headers)
+    connector = aiohttp.TCPConnector(limit=0)
+    drain_session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    tasks = []
+    connected = []
+    for n in range(args.clients):
+        url = f"{pods[n % len(pods)]}/v1/cities/{CITY}/menu/stream"
+        event = asyncio.Event()
+        connected.append(event)
+        if n < args.probes:
+            client = counted_drop(probe_client, results, stop, url, results, stop, event)
+        else:
+            client = counted_drop(draining_client, results, stop, drain_session, url, results, stop, event)
+        tasks.append(asyncio.create_task(client))
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
+    await asyncio.sleep(1)
+    sent = await publish_changes(args.gateway, headers, args.rate, args.duration, results)
+    await asyncio.sleep(3)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await drain_session.close()
+    reads = await menu_reads(args.gateway, args.read_concurrency, args.read_duration)
+    expected_probe = sent * args.probes
+    expected_drained = sent * (args.clients - args.probes)
+    lat = results.latencies
+    return {
+        "clients": args.clients,
+        "rate_per_s": args.rate,
+        "duration_s": args.duration,
+        "changes_sent": sent,
+        "post_failures": results.post_failures,
+        "dropped_clients": results.dropped_clients,
+        "probe_delivery_ratio": results.probe_item_events / expected_probe if expected_probe else 1.0,
+        "drained_delivery_ratio": results.drained_item_events / expected_drained if expected_drained else 1.0,
+        "latency_ms": {
+            "p50": percentile(lat, 0.5) * 1000,
+            "p95": percentile(lat, 0.95) * 1000,
+            "p99": percentile(lat, 0.99) * 1000,
+            "max": max(lat, default=float("nan")) * 1000,
+            "mean": (statistics.fmean(lat) * 1000) if lat else float("nan"),
+        },
+        "menu_get": reads,
+        "settings": {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "commit_interval_s": settings.commit_interval_s},
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    lat = report["latency_ms"]
+    reads = report["menu_get"]
+    rows = [
+        ("SSE clients (over the API pods)", f"{report['clients']}"),
+        ("admin changes sent", f"{report['changes_sent']} at {report['rate_per_s']}/s for {report['duration_s']} s"),
+        ("admin POST failures", f"{report['post_failures']}"),
+        ("SSE clients dropped", f"{report['dropped_clients']}"),
+        ("submit -> SSE p50 / p95 / p99", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms"),
+        ("submit -> SSE max / mean", f"{lat['max']:.1f} / {lat['mean']:.1f} ms"),
+        ("delivered to probe clients", f"{report['probe_delivery_ratio']:.2%}"),
+        ("delivered to other clients", f"{report['drained_delivery_ratio']:.2%}"),
+        (
+            "menu GET via gateway",
+            f"{reads['rps']:.0f} req/s, p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms,"
+            f" {reads['failures']} failed",
+        ),
+        (
+            "worker fetch wait / commit interval",
+            f"{report['settings']['fetch_max_wait_ms']} ms / {report['settings']['commit_interval_s']} s",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'metric'.ljust(width)} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--probes", type=int, default=50, help="clients that time every event (others count bytes)")
+    parser.add_argument("--rate", type=float, default=100.0, help="admin changes per second")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    parser.add_argument("--pods", default="8081,8082", help="API pod ports the SSE clients spread over")
+    parser.add_argument("--read-concurrency", type=int, default=32)
+    parser.add_argument("--read-duration", type=float, default=15.0)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.clients * 2 + 512)), hard))
+    report = asyncio.run(run(args))
+    print_table(report)
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    path = out / time.strftime("%Y%m%dT%H%M%S.json")
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\n(saved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})")
+
+
+if __name__ == "__main__":
+    main()
