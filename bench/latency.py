@@ -178,6 +178,12 @@ async def menu_reads(gateway: str, concurrency: int, duration: float) -> dict[st
     }
 
 
+async def worker_settings(worker_url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker_url}/feastflow/assignment/") as response:
+        settings: dict[str, Any] = (await response.json())["settings"]
+        return settings
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.from_env()
     headers = {"Authorization": f"Bearer {issue_token(settings.jwt_secret, Role.ADMIN, 'bench')}"}
@@ -229,7 +235,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean": (statistics.fmean(lat) * 1000) if lat else float("nan"),
         },
         "menu_get": reads,
-        "settings": {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "commit_interval_s": settings.commit_interval_s},
+        "worker_settings": await worker_settings(args.worker),
     }
 
 
@@ -252,7 +258,7 @@ def print_table(report: dict[str, Any]) -> None:
         ),
         (
             "worker fetch wait / commit interval",
-            f"{report['settings']['fetch_max_wait_ms']} ms / {report['settings']['commit_interval_s']} s",
+            f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
     ]
     width = max(len(name) for name, _ in rows)
@@ -270,6 +276,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
     parser.add_argument("--pods", default="8081,8082", help="API pod ports the SSE clients spread over")
+    parser.add_argument("--worker", default="http://127.0.0.1:6066", help="the worker's web address")
     parser.add_argument("--read-concurrency", type=int, default=32)
     parser.add_argument("--read-duration", type=float, default=15.0)
     args = parser.parse_args()

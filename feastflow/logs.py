@@ -23,6 +23,18 @@ class JsonLines(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """The same JSON lines as a dictConfig, for runners that configure logging themselves (Faust's Worker)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLines}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {"faust": {"level": "WARNING"}, "aiokafka": {"level": "WARNING"}},
+    }
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())

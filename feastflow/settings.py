@@ -41,7 +41,7 @@ class Settings:
     commit_interval_s: float = 0.5
     sse_ping_s: float = 10.0
     sse_max_pending_bytes: int = 4 * 1024 * 1024
-    sse_coalesce_ms: float = 20.0
+    sse_coalesce_ms: float = 40.0
     drain_s: float = 5.0
     api_host: str = "127.0.0.1"
     api_port: int = 8081
@@ -71,7 +71,7 @@ class Settings:
             commit_interval_s=float(_env("COMMIT_INTERVAL_S", "0.5")),
             sse_ping_s=float(_env("SSE_PING_S", "10")),
             sse_max_pending_bytes=int(_env("SSE_MAX_PENDING_BYTES", str(4 * 1024 * 1024))),
-            sse_coalesce_ms=float(_env("SSE_COALESCE_MS", "20")),
+            sse_coalesce_ms=float(_env("SSE_COALESCE_MS", "40")),
             drain_s=float(_env("DRAIN_S", "5")),
             api_host=_env("API_HOST", "127.0.0.1"),
             api_port=int(_env("API_PORT", "8081")),

@@ -63,6 +63,11 @@ def register_operator_views(worker: Worker) -> None:
         return self.json(
             {
                 "worker": worker.settings.worker_name,
+                "settings": {
+                    "fetch_max_wait_ms": worker.settings.fetch_max_wait_ms,
+                    "commit_interval_s": worker.settings.commit_interval_s,
+                    "max_poll_records": worker.settings.broker_max_poll_records,
+                },
                 "generation": app.consumer_generation_id,
                 "rewinds": guard.rewinds,
                 "partitions": [

@@ -1,9 +1,8 @@
 """Entry point of a stream worker process: `feastflow worker`."""
 
-import logging
-
 import faust
 
+from feastflow.logs import logging_config
 from feastflow.settings import Settings
 from streams.app import Worker, create_app
 from streams.catalog_agent import register_catalog_agent
@@ -21,5 +20,6 @@ def build_worker(settings: Settings) -> Worker:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     worker = build_worker(settings)
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    faust.Worker(
+        worker.app, loglevel=loglevel, quiet=True, logging_config=logging_config(loglevel.upper())
+    ).execute_from_commandline()

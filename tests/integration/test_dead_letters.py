@@ -1,0 +1,52 @@
+"""Records the worker cannot use go to the dead-letter topic with the reason; the agent keeps going."""
+
+import json
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.topics import dead_letter_topic_name
+from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.stack import Stack, items_by_id
+
+POISON = [
+    (b"blr", b"\x00\x01 definitely not json", "undecodable: not JSON"),
+    (b"blr", orjson.dumps({"city": "blr", "events": [{"type": "item.teleported", "data": {}}]}), "undecodable"),
+    (b"zzz", orjson.dumps({"city": "zzz", "events": [{"type": "pricing.rule_tick", "data": {}}]}), "unknown city"),
+]
+
+
+async def test_poison_records_are_dead_lettered_and_later_events_still_apply(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    await wait_applied(stack, await publish(stack, http, restaurant_batch("blr", "chaat", 2)))
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value, _ in POISON:
+            await producer.send_and_wait(stack.topic, value, key=key)
+    finally:
+        await producer.stop()
+    await wait_applied(stack, await publish(stack, http, price_set("blr", "chaat", "chaat-1", 2500)))
+    assert items_by_id(await stack.menu(http, "blr"))["chaat-1"]["price_cents"] == 2500
+
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic_name(stack.namespace),
+        bootstrap_servers=stack.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=5000)
+        letters = [json.loads(record.value) for records in batches.values() for record in records]
+    finally:
+        await consumer.stop()
+    assert len(letters) == len(POISON)
+    for letter in letters:
+        assert letter["topic"] == stack.topic and isinstance(letter["offset"], int) and letter["dead_lettered_at"]
+    reasons = sorted(letter["reason"] for letter in letters)
+    for _key, _value, reason in POISON:
+        assert any(r.startswith(reason) for r in reasons), (reason, reasons)
+    assert any(letter["value"].endswith("not json") for letter in letters)
