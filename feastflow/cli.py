@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="publish demo data through the admin API")
     seed.add_argument("--url", default="http://127.0.0.1:8080")
     seed.add_argument("--cities", default="blr,mum,del")
+    seed.add_argument("--force", action="store_true", help="publish even if the catalog log has events")
     rebuild = commands.add_parser("rebuild-projection", help="rewrite Redis from the workers' tables")
     rebuild.add_argument("--city", action="append", help="a city (repeatable); default: every city")
     args = parser.parse_args(argv)
@@ -62,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         from api.auth import Role, issue_token
         from feastflow.seed import SeedPlan
         from feastflow.seed import seed as run_seed
+        from feastflow.topics import catalog_has_events
 
+        if asyncio.run(catalog_has_events(settings)) and not args.force:
+            print("seeded: nothing (the catalog log already has events; --force to publish the demo again)")
+            return 0
         token_value = issue_token(settings.jwt_secret, Role.ADMIN, "seed")
         published = asyncio.run(run_seed(args.url, token_value, SeedPlan(tuple(args.cities.split(",")))))
-        print(f"seeded: {published or 'nothing (menus already present)'}")
+        print(f"seeded: {published}")
         return 0
     if args.command == "rebuild-projection":
         from feastflow.rebuild import request_rebuild

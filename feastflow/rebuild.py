@@ -4,24 +4,12 @@ The request is an event on the city's own log, so it is applied in order with ev
 no race between the rebuild and live updates. SSE clients receive a fresh snapshot when it lands.
 """
 
-import uuid
-
 from api.publisher import EventPublisher
 from feastflow.settings import Settings
-from models.events import Event, EventBatch, EventType, ProjectionRebuild, utc_now
+from models.events import ProjectionRebuild, system_batch, utc_now
 from streams.topics import catalog_topic_name
 
-
-def rebuild_batch(city: str) -> EventBatch:
-    event = Event(
-        event_id=uuid.uuid4().hex,
-        type=EventType.PROJECTION_REBUILD,
-        city=city,
-        occurred_at=utc_now(),
-        actor="system:rebuild-projection",
-        payload=ProjectionRebuild(),
-    )
-    return EventBatch(city=city, events=(event,), batch_id=event.event_id)
+REBUILD_ACTOR = "system:rebuild-projection"
 
 
 async def request_rebuild(settings: Settings, cities: tuple[str, ...]) -> None:
@@ -29,6 +17,6 @@ async def request_rebuild(settings: Settings, cities: tuple[str, ...]) -> None:
     await publisher.start()
     try:
         for city in cities:
-            await publisher.publish(rebuild_batch(city))
+            await publisher.publish(system_batch(city, ProjectionRebuild(), REBUILD_ACTOR, utc_now()))
     finally:
         await publisher.stop()

@@ -62,16 +62,11 @@ def city_batches(city: str, plan: SeedPlan) -> list[list[dict[str, Any]]]:
 
 
 async def seed(base_url: str, admin_token: str, plan: SeedPlan) -> dict[str, int]:
-    """Seed every city whose menu is still empty; return items published per city."""
+    """Publish the demo menus; return items published per city. Callers seed only an empty event log."""
     published: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with aiohttp.ClientSession(base_url, headers=headers) as session:
         for city in plan.cities:
-            async with session.get(f"/v1/cities/{city}/menu") as response:
-                response.raise_for_status()
-                if (await response.json())["restaurants"]:
-                    logger.info("city %s already has a menu; not seeding it", city)
-                    continue
             count = 0
             for events in city_batches(city, plan):
                 async with session.post("/v1/admin/events", json={"events": events}) as response:

@@ -3,11 +3,12 @@
 import contextlib
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from feastflow.settings import Settings
-from streams.topics import project_topics
+from streams.topics import catalog_topic_name, project_topics
 
 logger = logging.getLogger(__name__)
 
@@ -28,3 +29,15 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def catalog_has_events(settings: Settings) -> bool:
+    """True once anything was ever published to the catalog log (its end offsets are past zero)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        topic = catalog_topic_name(settings.namespace)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(settings.partitions)])
+        return any(offset > 0 for offset in ends.values())
+    finally:
+        await consumer.stop()

@@ -6,6 +6,7 @@ versions of a service can run side by side during a rollout.
 """
 
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -344,6 +345,13 @@ class AdminEventInput:
     city: str
     payload: Payload
     expected_version: int | None
+
+
+def system_batch(city: str, payload: PricingRuleTick | ProjectionRebuild, actor: str, now: str) -> EventBatch:
+    """A one-event batch the system itself puts on a city's log (a pricing tick, a rebuild request)."""
+    kind = EventType.PRICING_RULE_TICK if isinstance(payload, PricingRuleTick) else EventType.PROJECTION_REBUILD
+    event = Event(event_id=uuid.uuid4().hex, type=kind, city=city, occurred_at=now, actor=actor, payload=payload)
+    return EventBatch(city=city, events=(event,), batch_id=event.event_id)
 
 
 def parse_admin_event(source: Any, path: str, known_cities: Sequence[str]) -> AdminEventInput:

@@ -3,9 +3,8 @@ log, so the re-pricing happens in order with every other change and replays the 
 
 import functools
 import logging
-import uuid
 
-from models.events import Event, EventBatch, EventType, PricingRuleTick, utc_now
+from models.events import PricingRuleTick, system_batch, utc_now
 from streams.app import Worker
 from streams.retry import retry_forever
 
@@ -26,20 +25,8 @@ def register_pricing_clock(worker: Worker) -> None:
             await retry_forever("pricing tick", functools.partial(publish_tick, worker, city, now), worker.stopping)
 
 
-def tick_batch(city: str, now: str) -> EventBatch:
-    event = Event(
-        event_id=uuid.uuid4().hex,
-        type=EventType.PRICING_RULE_TICK,
-        city=city,
-        occurred_at=now,
-        actor="system:pricing-clock",
-        payload=PricingRuleTick(),
-    )
-    return EventBatch(city=city, events=(event,), batch_id=event.event_id)
-
-
 async def publish_tick(worker: Worker, city: str, now: str) -> None:
-    batch = tick_batch(city, now)
+    batch = system_batch(city, PricingRuleTick(), "system:pricing-clock", now)
     await worker.app.producer.send_and_wait(
         worker.catalog_topic.get_topic_name(), city.encode(), batch.encode(), None, None, None
     )

@@ -57,10 +57,11 @@ redis_up() {
     tcp_open "$REDIS_PORT" && die redis "port $REDIS_PORT is taken by something that does not answer PING"
     command -v redis-server >/dev/null || apt_install redis redis-server
     mkdir -p "$REDIS_DIR"
+    # Append-only file: the read model survives `make stop` / `make run` like Kafka's data does.
     local start; start="$(now_ms)"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
         --pidfile "$REDIS_PIDFILE" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" \
-        --save '' --appendonly no </dev/null >/dev/null 9>&- \
+        --save '' --appendonly yes --appendfsync everysec </dev/null >/dev/null 9>&- \
         || die redis "redis-server failed to start, see $REDIS_DIR/redis.log"
     local deadline=$(( SECONDS + 10 ))
     until redis_answers; do

@@ -199,3 +199,20 @@ async def _worker_counter(http: aiohttp.ClientSession, stack: Stack, series: str
         assert response.status == 200
         text = await response.text()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series))
+
+
+async def test_a_lost_read_model_comes_back_by_itself(stack: Stack, http: aiohttp.ClientSession) -> None:
+    await wait_applied(stack, await publish(stack, http, restaurant_batch("blr", "idli", 2)))
+    before = items_by_id(await stack.menu(http, "blr"))
+    keys = city_keys(stack.namespace, "blr")
+    redis = stack.redis()
+    try:
+        await redis.delete(*keys.as_list())
+    finally:
+        await redis.aclose()
+    assert (await stack.menu(http, "blr"))["restaurants"] == []
+    for _ in range(150):  # the worker checks every 5 s
+        await asyncio.sleep(0.1)
+        if (await stack.menu(http, "blr"))["restaurants"]:
+            break
+    assert items_by_id(await stack.menu(http, "blr")) == before

@@ -1,0 +1,46 @@
+"""Notices when Redis lost a city's read model (a flush, a restart without persistence) and asks for a
+rebuild on the city's own log, so customers get their menu back without anyone running a command."""
+
+import functools
+import logging
+import time
+
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
+
+from feastflow.redis_keys import city_keys
+from models.events import ProjectionRebuild, system_batch, utc_now
+from streams.app import Worker
+from streams.retry import retry_forever
+
+logger = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 5.0
+REQUEST_AT_MOST_EVERY_S = 30.0
+
+
+def register_read_model_watch(worker: Worker) -> None:
+    partitioner = DefaultPartitioner()
+    requested: dict[str, float] = {}
+    topic = worker.catalog_topic.get_topic_name()
+    partitions = list(range(worker.settings.partitions))
+
+    @worker.app.timer(interval=CHECK_EVERY_S)  # type: ignore[untyped-decorator]
+    async def rebuild_lost_read_models() -> None:
+        assignment = worker.app.consumer.assignment()
+        now = time.monotonic()
+        for city in worker.settings.city_codes:
+            key = city.encode()
+            if TP(topic, partitioner(key, partitions, partitions)) not in assignment:
+                continue
+            if now - requested.get(city, -REQUEST_AT_MOST_EVERY_S) < REQUEST_AT_MOST_EVERY_S:
+                continue
+            if await worker.resources.redis.exists(city_keys(worker.settings.namespace, city).meta):
+                continue
+            if next(iter(worker.tables.view(city).restaurants()), None) is None:
+                continue  # nothing to show for this city yet
+            requested[city] = now
+            logger.warning("Redis has no read model for %s; requesting a rebuild", city, extra={"city": city})
+            batch = system_batch(city, ProjectionRebuild(), "system:read-model-watch", utc_now())
+            send = functools.partial(worker.app.producer.send_and_wait, topic, key, batch.encode(), None, None, None)
+            await retry_forever("rebuild request", send, worker.stopping)
