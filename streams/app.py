@@ -92,22 +92,12 @@ def create_app(settings: Settings) -> Worker:
         consumer_auto_offset_reset="earliest",
         web_in_thread=False,
     )
-    catalog_topic = app.topic(
-        catalog_topic_name(settings.namespace),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-    dead_letter_topic = app.topic(
-        dead_letter_topic_name(settings.namespace),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+
+    catalog_topic = raw_topic(catalog_topic_name(settings.namespace))
+    dead_letter_topic = raw_topic(dead_letter_topic_name(settings.namespace))
     app.delivery_guard = DeliveryGuard({catalog_topic.get_topic_name()})
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 

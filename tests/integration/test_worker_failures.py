@@ -2,8 +2,10 @@
 delivered again: every acknowledged change is counted through to Redis and to connected SSE clients."""
 
 import asyncio
+import contextlib
 import shutil
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -62,14 +64,25 @@ async def _assert_every_change_arrived(stack: Stack, traffic: PriceTraffic, clie
         assert len(ids) == len(set(ids)), "an SSE id was sent twice"
 
 
-async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> None:
-    stack = await _seeded_stack(tmp_path)
+@contextlib.asynccontextmanager
+async def _under_load(root: Path) -> AsyncIterator[tuple[Stack, dict[str, SseClient], PriceTraffic]]:
+    """A seeded private stack, an SSE client per city, and admin traffic flowing."""
+    stack = await _seeded_stack(root)
     try:
-        clients = {city: SseClient(f"{stack.api_url()}/v1/cities/{city}/menu/stream") for city in CITIES}
-        for client in clients.values():
-            await client.__aenter__()
-        traffic = _traffic(stack)
-        traffic.start()
+        async with contextlib.AsyncExitStack() as exits:
+            clients = {
+                city: await exits.enter_async_context(SseClient(f"{stack.api_url()}/v1/cities/{city}/menu/stream"))
+                for city in CITIES
+            }
+            traffic = _traffic(stack)
+            traffic.start()
+            yield stack, clients, traffic
+    finally:
+        stack.stop()
+
+
+async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> None:
+    async with _under_load(tmp_path) as (stack, clients, traffic):
         for round_ in range(5):
             await asyncio.sleep(1.5)
             stack.workers["w1"].kill()
@@ -82,34 +95,18 @@ async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> N
         assert traffic.total > 200
         await _assert_every_change_arrived(stack, traffic, clients)
         async with aiohttp.ClientSession() as session:  # still flowing after the last restart
-            await wait_applied(
-                stack,
-                await publish(
-                    stack,
-                    session,
-                    {
-                        "type": "price.set",
-                        "city": "blr",
-                        "restaurant_id": "blr-r",
-                        "item_id": "blr-r-0",
-                        "price_cents": 1,
-                    },
-                ),
-            )
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
-    finally:
-        stack.stop()
+            change = {
+                "type": "price.set",
+                "city": "blr",
+                "restaurant_id": "blr-r",
+                "item_id": "blr-r-0",
+                "price_cents": 1,
+            }
+            await wait_applied(stack, await publish(stack, session, change))
 
 
 async def test_workers_joining_and_leaving_under_load_lose_nothing(tmp_path: Path) -> None:
-    stack = await _seeded_stack(tmp_path)
-    try:
-        clients = {city: SseClient(f"{stack.api_url()}/v1/cities/{city}/menu/stream") for city in CITIES}
-        for client in clients.values():
-            await client.__aenter__()
-        traffic = _traffic(stack)
-        traffic.start()
+    async with _under_load(tmp_path) as (stack, clients, traffic):
         await asyncio.sleep(1.0)
         await stack.start_worker("w2")  # scale out
         await asyncio.sleep(2.0)
@@ -121,10 +118,6 @@ async def test_workers_joining_and_leaving_under_load_lose_nothing(tmp_path: Pat
         await asyncio.sleep(1.0)
         await traffic.stop()
         await _assert_every_change_arrived(stack, traffic, clients)
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
-    finally:
-        stack.stop()
 
 
 async def test_events_delivered_again_change_nothing(stack: Stack, http: aiohttp.ClientSession) -> None:
