@@ -12,6 +12,7 @@ from api.auth import Role, authenticate
 from api.errors import Conflict, NotFound, NotReady, Unprocessable
 from api.keys import MENUS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
 from api.metrics import PRODUCE_FAILURES, PRODUCE_LATENCY
+from api.readmodel import as_text
 from api.requests import read_json
 from feastflow.redis_keys import EVENT_STATUS_TTL_S, event_key
 from models.errors import InvalidEvent
@@ -152,7 +153,7 @@ async def event_status(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     raw = await app[REDIS].hgetall(event_key(app[SETTINGS].namespace, event_id))
     if raw:
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
         body: dict[str, Any] = {"event_id": event_id, "status": fields["status"]}
         for name in ("city", "type", "published_at", "applied_at", "reason"):
             if fields.get(name):
@@ -223,10 +224,6 @@ async def item_history(request: web.Request) -> web.Response:
     return web.Response(
         body=orjson.dumps({"city": city, "item_id": item_id, "history": history}), content_type="application/json"
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _rfc3339(moment: Any) -> str:

@@ -9,6 +9,7 @@ from aiohttp_sse import EventSourceResponse
 from redis.asyncio import Redis
 
 from api.feed import FeedHub
+from api.order_feed import OrderFeedHub
 from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
@@ -40,6 +41,7 @@ PUBLISHER = web.AppKey("publisher", EventPublisher)
 PG_POOL = web.AppKey("pg_pool", aiopg.Pool)
 MENUS = web.AppKey("menus", MenuReader)
 FEEDS = web.AppKey("feeds", FeedHub)
+ORDER_FEEDS = web.AppKey("order_feeds", OrderFeedHub)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAMS = web.AppKey("streams", OpenStreams)
 DRAINING = web.AppKey("draining", asyncio.Event)

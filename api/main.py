@@ -14,6 +14,7 @@ from api.keys import (
     DRAINING,
     FEEDS,
     MENUS,
+    ORDER_FEEDS,
     PG_POOL,
     PUBLISHER,
     RATE_LIMITER,
@@ -24,12 +25,12 @@ from api.keys import (
 )
 from api.middlewares import errors_middleware, metrics_middleware
 from api.ops_views import readiness_probe
+from api.order_feed import OrderFeedHub
 from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from api.routes import setup_routes
 from feastflow.settings import Settings
-from streams.topics import catalog_topic_name
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     app[MENUS] = MenuReader(redis, settings.namespace)
     app[RATE_LIMITER] = RateLimiter(redis, settings.namespace)
     app[FEEDS] = FeedHub(feed_redis, app[MENUS], settings.sse_max_pending_bytes, settings.sse_coalesce_ms / 1000)
+    app[ORDER_FEEDS] = OrderFeedHub(feed_redis, settings.namespace, settings.sse_max_pending_bytes)
     yield
+    await app[ORDER_FEEDS].close()
     await app[FEEDS].close()
     await feed_redis.aclose()
     await redis.aclose()
@@ -56,7 +59,7 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
 
 async def kafka_publisher(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    publisher = EventPublisher(settings.kafka_bootstrap, catalog_topic_name(settings.namespace))
+    publisher = EventPublisher(settings.kafka_bootstrap, settings.namespace)
     await publisher.start()
     app[PUBLISHER] = publisher
     yield

@@ -220,6 +220,72 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}), **_errors(401, 403, 404)},
             }
         },
+        "/v1/orders": {
+            "post": {
+                "summary": "Place an order at the prices the customer saw (customer token)",
+                "description": "The same idempotency_key from the same customer returns the same order_id and "
+                "creates nothing; the same key with another body is a 409.",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["idempotency_key", "city", "restaurant_id", "lines"],
+                                "properties": {
+                                    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128},
+                                    "city": {"type": "string"},
+                                    "restaurant_id": _ID,
+                                    "lines": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 50,
+                                        "items": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["item_id", "quantity", "price_cents"],
+                                            "properties": {
+                                                "item_id": _ID,
+                                                "quantity": {"type": "integer", "minimum": 1, "maximum": 99},
+                                                "price_cents": {"type": "integer", "minimum": 0},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "202": _json(
+                        {"type": "object", "properties": {"order_id": {"type": "string"}, "status": {"type": "string"}}}
+                    ),
+                    **_errors(400, 401, 403, 409, 413, 422, 429, 503),
+                },
+            }
+        },
+        "/v1/orders/{order_id}": {
+            "get": {
+                "summary": "An order (its owner, its restaurant, or an admin)",
+                "security": [{"bearer": []}],
+                "responses": {"200": _json({"type": "object"}), **_errors(401, 404)},
+            }
+        },
+        "/v1/orders/{order_id}/stream": {
+            "get": {
+                "summary": "Live status events (SSE); token also as ?access_token=; resume with Last-Event-ID",
+                "responses": {"200": {"description": "text/event-stream"}, **_errors(401, 404)},
+            }
+        },
+        "/v1/orders/{order_id}/status": {
+            "post": {
+                "summary": "Advance an order: preparing, out_for_delivery, delivered or cancelled "
+                "(restaurant or admin token)",
+                "security": [{"bearer": []}],
+                "responses": {"202": _json({"type": "object"}), **_errors(401, 403, 404, 409, 422, 503)},
+            }
+        },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
         "/readyz": {
             "get": {

@@ -5,13 +5,16 @@ import logging
 from aiokafka import AIOKafkaProducer
 
 from models.events import EventBatch
+from models.orders import OrderCommand, encode_command
+from streams.topics import catalog_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
 
 
 class EventPublisher:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, bootstrap: str, namespace: str) -> None:
+        self.catalog_topic = catalog_topic_name(namespace)
+        self.order_topic = order_topic_name(namespace)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -29,7 +32,13 @@ class EventPublisher:
 
     async def publish(self, batch: EventBatch) -> int:
         """Publish one city's batch as one record keyed by the city; return its offset."""
-        metadata = await self.producer.send_and_wait(self.topic, batch.encode(), key=batch.city.encode())
+        metadata = await self.producer.send_and_wait(self.catalog_topic, batch.encode(), key=batch.city.encode())
+        return int(metadata.offset)
+
+    async def publish_order(self, command: OrderCommand) -> int:
+        """Order commands are keyed by city too: the worker holding the city's catalog tables prices them."""
+        record = encode_command(command)
+        metadata = await self.producer.send_and_wait(self.order_topic, record, key=command.city.encode())
         return int(metadata.offset)
 
     async def reachable(self) -> bool:

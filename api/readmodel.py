@@ -61,7 +61,7 @@ class MenuReader:
 
     async def cursor(self, city: str) -> str:
         raw = await self._redis.hget(self.keys(city).meta, "cursor")
-        return _text(raw) or NO_CURSOR
+        return as_text(raw) or NO_CURSOR
 
     async def menu(self, city: str) -> Menu:
         """The whole menu with the cursor it reflects, read in one transaction so the two agree.
@@ -97,7 +97,9 @@ class MenuReader:
             pipe.hgetall(keys.items)
             pipe.hget(keys.meta, "cursor")
             restaurants, items, cursor = await pipe.execute()
-        menu = Menu(_text(cursor) or NO_CURSOR, build_menu_body(city, _text(cursor) or NO_CURSOR, restaurants, items))
+        menu = Menu(
+            as_text(cursor) or NO_CURSOR, build_menu_body(city, as_text(cursor) or NO_CURSOR, restaurants, items)
+        )
         self._cache[city] = menu
         return menu
 
@@ -123,8 +125,8 @@ class MenuReader:
             pipe.hget(keys.meta, "cursor")
             entries, cursor = await pipe.execute()
         if not entries:
-            return [] if _text(cursor) == last_id else None
-        if len(entries) > limit or _text(entries[0][1].get(b"prev")) != last_id:
+            return [] if as_text(cursor) == last_id else None
+        if len(entries) > limit or as_text(entries[0][1].get(b"prev")) != last_id:
             return None
         history = [to_entry(entry_id, fields) for entry_id, fields in entries]
         if any(entry.type == "snapshot" for entry in history):
@@ -133,7 +135,7 @@ class MenuReader:
 
 
 def to_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> FeedEntry:
-    return FeedEntry(_text(entry_id), _text(fields.get(b"type")), _text(fields.get(b"data")))
+    return FeedEntry(as_text(entry_id), as_text(fields.get(b"type")), as_text(fields.get(b"data")))
 
 
 def build_menu_body(city: str, cursor: str, restaurants: Mapping[bytes, bytes], items: Mapping[bytes, bytes]) -> bytes:
@@ -153,7 +155,7 @@ def build_menu_body(city: str, cursor: str, restaurants: Mapping[bytes, bytes], 
     return orjson.dumps({"city": city, "cursor": cursor, "restaurants": ordered})
 
 
-def _text(value: bytes | str | None) -> str:
+def as_text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value

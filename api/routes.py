@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from api import admin_views, menu_views, ops_views
+from api import admin_views, menu_views, ops_views, order_views
 from api.openapi import openapi_document
 
 
@@ -18,3 +18,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/events", admin_views.publish_events)
     app.router.add_get("/v1/admin/events/{event_id}", admin_views.event_status)
     app.router.add_get("/v1/admin/items/{city}/{item_id}/history", admin_views.item_history)
+    app.router.add_post("/v1/orders", order_views.place_order)
+    app.router.add_get("/v1/orders/{order_id}", order_views.get_order)
+    app.router.add_get("/v1/orders/{order_id}/stream", order_views.order_stream)
+    app.router.add_post("/v1/orders/{order_id}/status", order_views.advance_order)

@@ -7,13 +7,12 @@ no race between the rebuild and live updates. SSE clients receive a fresh snapsh
 from api.publisher import EventPublisher
 from feastflow.settings import Settings
 from models.events import ProjectionRebuild, system_batch, utc_now
-from streams.topics import catalog_topic_name
 
 REBUILD_ACTOR = "system:rebuild-projection"
 
 
 async def request_rebuild(settings: Settings, cities: tuple[str, ...]) -> None:
-    publisher = EventPublisher(settings.kafka_bootstrap, catalog_topic_name(settings.namespace))
+    publisher = EventPublisher(settings.kafka_bootstrap, settings.namespace)
     await publisher.start()
     try:
         for city in cities:

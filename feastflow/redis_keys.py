@@ -7,8 +7,14 @@ Per city:
   {ns}:menu:{city}:feed         stream of changes, ids "<offset + 1>-<n>" (Redis refuses 0-0), fields type, data, prev
 Per event:
   {ns}:event:{event_id}         hash  status, published_at, applied_at, version, reason
+Orders:
+  {ns}:order:{order_id}         hash  doc (the API's order JSON), version, customer, restaurant_id
+  {ns}:order:{order_id}:feed    stream of the order's status events, ids "<version>-0"
+  {ns}:orders:feed              stream of every order's status events, for each pod's one reader
+  {ns}:idem:{customer}:{digest} string "<fingerprint> <order_id>": a customer's idempotency key
 """
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -37,3 +43,30 @@ def rate_key(namespace: str, scope: str, subject: str, window: int) -> str:
 
 
 EVENT_STATUS_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKeys:
+    order: str
+    feed: str
+    all_orders_feed: str
+
+    def as_list(self) -> list[str]:
+        return [self.order, self.feed, self.all_orders_feed]
+
+
+def order_keys(namespace: str, order_id: str) -> OrderKeys:
+    return OrderKeys(f"{namespace}:order:{order_id}", f"{namespace}:order:{order_id}:feed", orders_feed_key(namespace))
+
+
+def orders_feed_key(namespace: str) -> str:
+    return f"{namespace}:orders:feed"
+
+
+def idempotency_key(namespace: str, customer: str, key: str) -> str:
+    digest = hashlib.sha256(f"{customer}\x00{key}".encode()).hexdigest()[:32]
+    return f"{namespace}:idem:{digest}"
+
+
+ORDER_TTL_S = 30 * 24 * 3600
+IDEMPOTENCY_TTL_S = 24 * 3600

@@ -75,7 +75,7 @@ class PricingRule:
 # ---- field readers: each returns the clean value or raises InvalidEvent naming the field ----
 
 
-def _read_id(value: Any, path: str) -> str:
+def read_id(value: Any, path: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise InvalidEvent(
             "must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit",
@@ -233,8 +233,8 @@ Payload = (
 )
 
 _READERS: dict[str, Callable[[Any, str], Any]] = {
-    "restaurant_id": _read_id,
-    "item_id": _read_id,
+    "restaurant_id": read_id,
+    "item_id": read_id,
     "name": _text(200, allow_empty=False),
     "description": _text(2000, allow_empty=True),
     "category": _text(64, allow_empty=True),

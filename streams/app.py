@@ -14,7 +14,7 @@ from streams.audit import AuditLog
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
 from streams.projection import MenuProjection
 from streams.state import CatalogTables
-from streams.topics import catalog_topic_name, dead_letter_topic_name
+from streams.topics import catalog_topic_name, dead_letter_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Worker:
     app: FeastFlowApp
     tables: CatalogTables
     catalog_topic: faust.TopicT
+    order_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     resources: Resources
 
@@ -94,11 +95,20 @@ def create_app(settings: Settings) -> Worker:
     )
 
     def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+        # Raw bytes in: the agents decode (and dead-letter what they cannot), never Faust's codecs.
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
 
     catalog_topic = raw_topic(catalog_topic_name(settings.namespace))
+    order_topic = raw_topic(order_topic_name(settings.namespace))
     dead_letter_topic = raw_topic(dead_letter_topic_name(settings.namespace))
-    app.delivery_guard = DeliveryGuard({catalog_topic.get_topic_name()})
+    app.delivery_guard = DeliveryGuard({catalog_topic.get_topic_name(), order_topic.get_topic_name()})
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def table(name: str) -> Any:
@@ -108,4 +118,4 @@ def create_app(settings: Settings) -> Worker:
     tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
     resources = Resources(settings)
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
-    return Worker(settings, app, tables, catalog_topic, dead_letter_topic, resources)
+    return Worker(settings, app, tables, catalog_topic, order_topic, dead_letter_topic, resources)

@@ -13,12 +13,12 @@ import time
 from typing import Any, cast
 
 import faust
-import orjson
 
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
-from models.events import EventBatch, decode_batch, parse_timestamp, utc_now
+from models.events import EventBatch, decode_batch, parse_timestamp
 from streams.app import Worker
+from streams.dead_letters import dead_letter
 from streams.delivery import guard_of
 from streams.metrics import BATCHES, EVENTS, FRESHNESS
 from streams.projection import CitySnapshot, ProjectionResult
@@ -132,24 +132,3 @@ def city_snapshot(view: TableView, outcome: BatchOutcome) -> CitySnapshot:
 async def _audit(worker: Worker, batch: EventBatch, position: int, outcome: BatchOutcome) -> None:
     audit = await worker.audit()
     await audit.record(batch.batch_id, position, outcome.audit)
-
-
-async def dead_letter(worker: Worker, message: Any, reason: str) -> None:
-    BATCHES.labels("dead_lettered").inc()
-    logger.warning("dead-lettering offset %d: %s", message.offset, reason, extra={"offset": message.offset})
-    document = {
-        "reason": reason,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "dead_lettered_at": utc_now(),
-        "key": (message.key or b"").decode(errors="replace"),
-        "value": (message.value or b"").decode(errors="replace"),
-    }
-    await retry_forever(
-        "dead letter",
-        lambda: worker.app.producer.send_and_wait(
-            worker.dead_letter_topic.get_topic_name(), message.key, orjson.dumps(document), None, None, None
-        ),
-        worker.stopping,
-    )

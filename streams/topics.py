@@ -14,6 +14,11 @@ def catalog_topic_name(namespace: str) -> str:
     return f"{namespace}.catalog-events"
 
 
+def order_topic_name(namespace: str) -> str:
+    """Order commands, keyed by city like the catalog: a city's orders are priced where its tables live."""
+    return f"{namespace}.order-commands"
+
+
 def dead_letter_topic_name(namespace: str) -> str:
     return f"{namespace}.dead-letters"
 
@@ -23,5 +28,6 @@ def project_topics(namespace: str, partitions: int) -> list[TopicSpec]:
     keep_forever = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
     return [
         TopicSpec(catalog_topic_name(namespace), partitions, keep_forever),
+        TopicSpec(order_topic_name(namespace), partitions, keep_forever),
         TopicSpec(dead_letter_topic_name(namespace), partitions, keep_forever),
     ]

@@ -7,6 +7,7 @@ from feastflow.settings import Settings
 from streams.app import Worker, create_app
 from streams.catalog_agent import register_catalog_agent
 from streams.operator_views import register_operator_views
+from streams.order_agent import register_order_agent
 from streams.pricing_clock import register_pricing_clock
 from streams.read_model_watch import register_read_model_watch
 
@@ -14,6 +15,7 @@ from streams.read_model_watch import register_read_model_watch
 def build_worker(settings: Settings) -> Worker:
     worker = create_app(settings)
     register_catalog_agent(worker)
+    register_order_agent(worker)
     register_pricing_clock(worker)
     register_read_model_watch(worker)
     register_operator_views(worker)

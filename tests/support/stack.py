@@ -133,11 +133,11 @@ class Stack:
     def redis(self) -> Redis:
         return Redis.from_url(self.env["FEASTFLOW_REDIS_URL"])
 
-    async def end_offsets(self) -> dict[int, int]:
+    async def end_offsets(self, topic: str | None = None) -> dict[int, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
         await consumer.start()
         try:
-            partitions = [TopicPartition(self.topic, p) for p in range(self.settings.partitions)]
+            partitions = [TopicPartition(topic or self.topic, p) for p in range(self.settings.partitions)]
             ends = await consumer.end_offsets(partitions)
             return {tp.partition: offset for tp, offset in ends.items()}
         finally:

@@ -1,0 +1,229 @@
+"""Orders: place one (idempotently), read it, follow its status live, and advance it (restaurant, admin)."""
+
+import asyncio
+import logging
+import uuid
+from typing import Any, cast
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from api.auth import Principal, Role, authenticate
+from api.errors import Conflict, NotFound, NotReady, Unprocessable
+from api.feed import Subscriber
+from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS, STREAMS
+from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT
+from api.readmodel import FeedEntry, as_text, to_entry, valid_entry_id
+from api.requests import read_json
+from feastflow.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
+from models.errors import InvalidEvent
+from models.events import utc_now
+from models.orders import (
+    ADVANCEABLE,
+    AdvanceOrder,
+    OrderRequest,
+    OrderStatus,
+    PlaceOrder,
+    may_advance,
+    order_id_for,
+    parse_order_request,
+)
+from streams.order_store import OrderStore
+
+logger = logging.getLogger(__name__)
+
+# Shows a just-accepted command as pending until the worker's decision lands (never overwrites it).
+_PENDING = r"""
+if redis.call('HEXISTS', KEYS[1], 'version') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'customer', ARGV[2], 'restaurant_id', ARGV[3], 'city', ARGV[4],
+           'status', 'pending')
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+async def place_order(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    customer = authenticate(request, settings.jwt_secret, Role.CUSTOMER)
+    await app[RATE_LIMITER].check("orders", customer.subject, settings.order_rate_per_second)
+    try:
+        order = parse_order_request(await read_json(request), settings.city_codes)
+    except InvalidEvent as exc:
+        raise Unprocessable(exc.message, field=exc.field, code=exc.code) from None
+    order_id = order_id_for(customer.subject, order.idempotency_key)
+    redis = app[REDIS]
+    claim_key = idempotency_key(settings.namespace, customer.subject, order.idempotency_key)
+    claimed = await redis.set(claim_key, f"{order.fingerprint()} {order_id}", nx=True, ex=IDEMPOTENCY_TTL_S)
+    if not claimed:
+        existing = await redis.get(claim_key)
+        if existing is not None and as_text(existing).split(" ")[0] != order.fingerprint():
+            raise Conflict(
+                "this idempotency_key was used for a different order",
+                field="idempotency_key",
+                code="idempotency_conflict",
+            )
+        status = await redis.hget(order_keys(settings.namespace, order_id).order, "status")
+        if status is not None and as_text(status) != OrderStatus.PENDING:
+            return _accepted(order_id, as_text(status))  # decided long ago: nothing to send again
+    now = utc_now()
+    command = PlaceOrder(
+        order_id,
+        customer.subject,
+        order.city,
+        order.restaurant_id,
+        order.lines,
+        order.idempotency_key,
+        now,
+        request.headers.get("X-Request-Id"),
+    )
+    try:
+        await app[PUBLISHER].publish_order(command)
+    except Exception as exc:
+        logger.error("publishing order %s failed: %r", order_id, exc, extra={"order_id": order_id})
+        if claimed:
+            await redis.delete(claim_key)
+        raise NotReady(
+            "the order log did not acknowledge the order; retry with the same key", code="publish_failed"
+        ) from None
+    city = settings.city(order.city)
+    assert city is not None  # parse_order_request accepted only known cities
+    pending = _pending_document(order_id, order, now, city.currency)
+    await redis.eval(
+        _PENDING,
+        1,
+        order_keys(settings.namespace, order_id).order,
+        orjson.dumps(pending),
+        customer.subject,
+        order.restaurant_id,
+        order.city,
+        ORDER_TTL_S,
+    )
+    return _accepted(order_id, OrderStatus.PENDING)
+
+
+def _accepted(order_id: str, status: str) -> web.Response:
+    return web.Response(
+        status=202, body=orjson.dumps({"order_id": order_id, "status": status}), content_type="application/json"
+    )
+
+
+def _pending_document(order_id: str, order: OrderRequest, now: str, currency: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "status": "pending",
+        "city": order.city,
+        "restaurant_id": order.restaurant_id,
+        "lines": [line.as_json() for line in order.lines],
+        "total_cents": sum(line.price_cents * line.quantity for line in order.lines),
+        "currency": currency,
+        "created_at": now,
+        "updated_at": now,
+        "version": 0,
+    }
+
+
+async def _visible_order(request: web.Request, principal: Principal) -> dict[str, Any]:
+    """The order's Redis fields if this principal may see it; 404 otherwise (never 403: ids are not leaked)."""
+    app = request.app
+    order_id = request.match_info["order_id"]
+    raw = cast(dict[bytes, bytes], await app[REDIS].hgetall(order_keys(app[SETTINGS].namespace, order_id).order))
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    if not fields:
+        stored = await OrderStore(app[PG_POOL]).load(order_id)  # older than Redis keeps orders
+        if stored is not None:
+            fields = {
+                "doc": orjson.dumps(stored.as_json()).decode(),
+                "customer": stored.row["customer"],
+                "restaurant_id": stored.row["restaurant_id"],
+                "city": stored.row["city"],
+                "status": stored.row["status"],
+            }
+    allowed = fields and (
+        principal.role is Role.ADMIN
+        or (principal.role is Role.CUSTOMER and fields["customer"] == principal.subject)
+        or (principal.role is Role.RESTAURANT and fields["restaurant_id"] == principal.subject)
+    )
+    if not allowed:
+        raise NotFound(f"no order {order_id!r}", code="unknown_order")
+    return fields
+
+
+async def get_order(request: web.Request) -> web.Response:
+    principal = authenticate(request, request.app[SETTINGS].jwt_secret)
+    fields = await _visible_order(request, principal)
+    return web.Response(body=fields["doc"].encode(), content_type="application/json")
+
+
+async def order_stream(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    principal = authenticate(request, app[SETTINGS].jwt_secret)
+    await _visible_order(request, principal)
+    order_id = request.match_info["order_id"]
+    keys = order_keys(app[SETTINGS].namespace, order_id)
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0-0"
+    async with app[ORDER_FEEDS].subscribe(order_id) as subscriber:
+        start = f"({last_event_id}" if valid_entry_id(last_event_id) else "-"  # a malformed id: everything
+        raw = cast(list[Any], await app[REDIS].xrange(keys.feed, min=start, max="+"))
+        history = [to_entry(entry_id, fields) for entry_id, fields in raw]
+        async with sse_response(request, sep="\n", ping_interval=app[SETTINGS].sse_ping_s) as stream:
+            app[STREAMS].add(stream)
+            SSE_CLIENTS.labels(kind="order").inc()
+            try:
+                await _stream_status(stream, subscriber, history, request)
+            except ConnectionResetError:
+                pass
+            finally:
+                SSE_CLIENTS.labels(kind="order").dec()
+                app[STREAMS].discard(stream)
+    return stream
+
+
+async def _stream_status(
+    stream: EventSourceResponse, subscriber: Subscriber, history: list[FeedEntry], request: web.Request
+) -> None:
+    if history:
+        await stream.write(b"".join(entry.frame for entry in history))
+        subscriber.last_order = history[-1].order
+        SSE_EVENTS_SENT.labels(kind="order").inc(len(history))
+    if request.transport is None:
+        return
+    subscriber.go_live(request.transport, stream.chunked)
+    closed = asyncio.ensure_future(stream.wait())
+    cut_loose = asyncio.ensure_future(subscriber.done.wait())
+    await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
+    closed.cancel()
+    cut_loose.cancel()
+
+
+async def advance_order(request: web.Request) -> web.Response:
+    app = request.app
+    principal = authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN, Role.RESTAURANT)
+    body = await read_json(request)
+    requested = body.get("status") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or set(body) != {"status"} or requested not in {s.value for s in ADVANCEABLE}:
+        allowed = ", ".join(sorted(s.value for s in ADVANCEABLE))
+        raise Unprocessable(f'send {{"status": ...}} with one of: {allowed}', field="status")
+    fields = await _visible_order(request, principal)
+    if not may_advance(fields["status"], requested):
+        raise Conflict(
+            f"an order that is {fields['status']} cannot become {requested}", field="status", code="invalid_transition"
+        )
+    command = AdvanceOrder(
+        uuid.uuid4().hex,
+        request.match_info["order_id"],
+        fields["city"],
+        OrderStatus(requested),
+        f"{principal.role.value}:{principal.subject}",
+        utc_now(),
+    )
+    try:
+        await app[PUBLISHER].publish_order(command)
+    except Exception:
+        raise NotReady("the order log did not acknowledge the change; retry", code="publish_failed") from None
+    return web.Response(
+        status=202,
+        content_type="application/json",
+        body=orjson.dumps({"order_id": command.order_id, "status": requested, "command_id": command.command_id}),
+    )

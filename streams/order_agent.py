@@ -1,0 +1,80 @@
+"""The order agent: prices each placed order against the worker's catalog tables, stores the decision in
+PostgreSQL (one row per order), projects it to Redis, and applies status changes in order.
+
+While PostgreSQL is unreachable the agent retries with back-off and the commands wait in Kafka.
+"""
+
+import logging
+from typing import Any, cast
+
+import faust
+
+from models.errors import InvalidEvent
+from models.events import utc_now
+from models.orders import PlaceOrder, decode_command, price_order
+from streams.app import Worker
+from streams.dead_letters import dead_letter
+from streams.delivery import guard_of
+from streams.metrics import ORDER_DECISIONS
+from streams.order_projection import OrderProjection
+from streams.order_store import OrderStore, StoredOrder
+from streams.retry import ShuttingDown, retry_forever
+
+logger = logging.getLogger(__name__)
+
+
+def register_order_agent(worker: Worker) -> None:
+    app = worker.app
+    guard = guard_of(app)
+
+    @app.agent(worker.order_topic, name="orders")
+    async def orders(stream: faust.StreamT[bytes]) -> None:
+        events = cast(faust.Stream[bytes], stream).noack()
+        async for event in events.events():
+            try:
+                if await guard.admit(app, event):
+                    await process_command(worker, event.message)
+                    guard.processed(event.message)
+            except ShuttingDown:
+                logger.info("stopping with order offset %d unprocessed; it will be read again", event.message.offset)
+                return
+            finally:
+                await events.ack(event)
+
+
+async def process_command(worker: Worker, message: Any) -> None:
+    try:
+        command = decode_command(message.value)
+    except InvalidEvent as exc:
+        await dead_letter(worker, message, f"undecodable order command: {exc.message}")
+        return
+    city = worker.settings.city(command.city)
+    if city is None:
+        await dead_letter(worker, message, f"unknown city {command.city!r}")
+        return
+    store = OrderStore(await worker.resources.pg_pool())
+    if isinstance(command, PlaceOrder):
+        decision = price_order(worker.tables.view(city.code), command.restaurant_id, command.lines)
+        now = utc_now()
+        stored = await retry_forever(
+            "storing an order", lambda: store.place(command, decision, city.currency, now), worker.stopping
+        )
+        outcome = stored.row["status"]
+    else:
+        stored_or_none, changed = await retry_forever(
+            "advancing an order", lambda: store.advance(command), worker.stopping
+        )
+        if stored_or_none is None:
+            await dead_letter(worker, message, f"status change for unknown order {command.order_id}")
+            return
+        stored = stored_or_none
+        outcome = command.status.value if changed else "invalid_transition"
+    if await _project(worker, stored) == "DUPLICATE":
+        outcome = "duplicate"
+    ORDER_DECISIONS.labels(outcome).inc()
+    logger.info("order %s", outcome, extra={"order_id": command.order_id, "city": city.code, "offset": message.offset})
+
+
+async def _project(worker: Worker, stored: StoredOrder) -> str:
+    projection = OrderProjection(worker.resources.redis, worker.settings.namespace)
+    return await retry_forever("projecting an order", lambda: projection.project(stored), worker.stopping)
