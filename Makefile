@@ -14,7 +14,7 @@ help:
 	@echo "make stop   - stop everything make run started"
 	@echo "make test   - the same set-up, then the whole test suite"
 	@echo "make check  - ruff and mypy --strict"
-	@echo "make bench  - the latency/throughput benchmark (prints a table)"
+	@echo "make bench  - the menu latency and order throughput benchmarks (print tables)"
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -66,6 +66,7 @@ check: deps lint typecheck
 
 bench: up
 	$(PY) -m bench.latency
+	$(PY) -m bench.orders
 
 token-admin:
 	@$(FEASTFLOW) token --role admin

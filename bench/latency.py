@@ -9,18 +9,17 @@ clients. Prints a table and writes bench/results/<timestamp>.json.
 
 import argparse
 import asyncio
-import json
 import re
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from api.auth import Role, issue_token
+from bench.report import percentile, print_table, save
 from feastflow.settings import Settings
 
 CITY = "blr"
@@ -38,13 +37,6 @@ class Results:
     drained_item_events: int = 0
     probe_item_events: int = 0
     dropped_clients: int = 0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def prepare(session: aiohttp.ClientSession, gateway: str, headers: dict[str, str]) -> None:
@@ -239,7 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def print_table(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any]) -> None:
     lat = report["latency_ms"]
     reads = report["menu_get"]
     rows = [
@@ -261,11 +253,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'metric'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows)
 
 
 def main() -> None:
@@ -283,12 +271,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.clients * 2 + 512)), hard))
     report = asyncio.run(run(args))
-    print_table(report)
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / time.strftime("%Y%m%dT%H%M%S.json")
-    path.write_text(json.dumps(report, indent=2))
-    print(f"\n(saved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})")
+    print_report(report)
+    print(f"\n(saved {save(report, 'latency')})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The Faust app: settings, tables, topics and the services every agent shares."""
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,14 @@ class Worker:
         return AuditLog(await self.resources.pg_pool())
 
 
+def group_instance_id(settings: Settings) -> str:
+    """Static group membership lets a restarted worker take its partitions straight back. The broker then
+    hands a rejoining member its cached assignment, so a build that consumes other topics must rejoin under
+    another identity: the id carries a digest of the topics this build consumes."""
+    topics = ",".join(sorted((catalog_topic_name(settings.namespace), order_topic_name(settings.namespace))))
+    return f"{settings.worker_name}.{hashlib.sha256(topics.encode()).hexdigest()[:8]}"
+
+
 def create_app(settings: Settings) -> Worker:
     datadir = settings.data_dir / "workers" / settings.worker_name
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +92,7 @@ def create_app(settings: Settings) -> Worker:
         topic_partitions=settings.partitions,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        consumer_group_instance_id=settings.worker_name,
+        consumer_group_instance_id=group_instance_id(settings),
         table_standby_replicas=1,
         producer_acks=-1,
         broker_max_poll_records=settings.broker_max_poll_records,
