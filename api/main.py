@@ -1,7 +1,6 @@
 """The API pod's application factory and entry point (`feastflow api`)."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -30,11 +29,10 @@ from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from api.routes import setup_routes
+from api.sse import tell_to_reconnect
 from feastflow.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_HINT_MS = 500
 
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
@@ -79,8 +77,7 @@ async def drain_streams(app: web.Application) -> None:
     app[DRAINING].set()
     open_streams: OpenStreams = app[STREAMS]
     for stream in tuple(open_streams):
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
+        await tell_to_reconnect(stream)
         stream.stop_streaming()
 
 

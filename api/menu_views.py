@@ -1,7 +1,6 @@
 """Customer reads: cities, a city's menu, and the live menu stream (SSE)."""
 
 import asyncio
-import contextlib
 import logging
 
 import orjson
@@ -12,12 +11,11 @@ from api.errors import NotFound
 from api.keys import FEEDS, MENUS, SETTINGS, STREAMS
 from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES, SSE_SLOW_CLIENTS
 from api.readmodel import FeedEntry
-from api.sse import SEPARATOR
+from api.sse import SEPARATOR, tell_to_reconnect
 from models.cities import City
 
 logger = logging.getLogger(__name__)
 
-RECONNECT_HINT_MS = 1_000
 HISTORY_LIMIT = 10_000
 
 
@@ -81,8 +79,7 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
                 cut_loose.cancel()
                 if subscriber.overflowed:
                     SSE_SLOW_CLIENTS.labels(kind="menu").inc()
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
+                    await tell_to_reconnect(stream)
             except ConnectionResetError:
                 pass
             finally:

@@ -5,7 +5,19 @@ frame it once (the same wire format as aiohttp-sse's `send` with a "\\n" separat
 to every client (api.feed). Connection set-up, headers, heartbeats and stop_streaming() stay aiohttp-sse's.
 """
 
+import asyncio
+import contextlib
+
+from aiohttp_sse import EventSourceResponse
+
 SEPARATOR = "\n"
+RECONNECT_HINT_MS = 500  # how soon a client told to reconnect (pod draining, or fell behind) comes back
+
+
+async def tell_to_reconnect(stream: EventSourceResponse) -> None:
+    """A `reconnect` event with a short retry hint; never waits long on a client that cannot take it."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
 
 
 def encode_frame(event_id: str, event_type: str, data: str) -> bytes:

@@ -1,7 +1,7 @@
 """Every setting, read once from the environment, with defaults that fit the local stack."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from models.cities import DEFAULT_CITIES, City, parse_cities
@@ -47,7 +47,6 @@ class Settings:
     api_port: int = 8081
     worker_web_port: int = 6066
     worker_name: str = "worker-1"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> "Settings":

@@ -1,5 +1,6 @@
 """Our pages on the Faust worker's web server: readiness, partition assignment, table values, dead letters."""
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -114,6 +115,4 @@ def register_operator_views(worker: Worker) -> None:
 
 
 def _plain(record: Any) -> Any:
-    import dataclasses
-
     return dataclasses.asdict(record)
