@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import aiopg
@@ -93,11 +94,26 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def run_api(settings: Settings) -> None:
-    web.run_app(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        shutdown_timeout=settings.drain_s,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(create_app(settings), settings))
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down without failing anyone.
+
+    The moment the signal arrives /readyz answers 503, so load balancers stop sending new work; the pod
+    keeps serving for `pre_stop_s` while they notice (Kubernetes' preStop does the same before the
+    signal), then stops accepting, tells SSE clients to reconnect elsewhere, lets in-flight requests
+    finish for up to `drain_s`, and exits.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_s)
+    await runner.setup()
+    await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    app[DRAINING].set()
+    logger.info("draining: not ready, serving on for %.1fs before closing", settings.pre_stop_s)
+    await asyncio.sleep(settings.pre_stop_s)
+    await runner.cleanup()

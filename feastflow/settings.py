@@ -43,6 +43,8 @@ class Settings:
     sse_max_pending_bytes: int = 4 * 1024 * 1024
     sse_coalesce_ms: float = 40.0
     drain_s: float = 5.0
+    pre_stop_s: float = 0.0
+    static_membership: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = 8081
     worker_web_port: int = 6066
@@ -72,6 +74,8 @@ class Settings:
             sse_max_pending_bytes=int(_env("SSE_MAX_PENDING_BYTES", str(4 * 1024 * 1024))),
             sse_coalesce_ms=float(_env("SSE_COALESCE_MS", "40")),
             drain_s=float(_env("DRAIN_S", "5")),
+            pre_stop_s=float(_env("PRE_STOP_S", "0")),
+            static_membership=_env("STATIC_MEMBERSHIP", "0") == "1",
             api_host=_env("API_HOST", "127.0.0.1"),
             api_port=int(_env("API_PORT", "8081")),
             worker_web_port=int(_env("WORKER_WEB_PORT", "6066")),

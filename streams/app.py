@@ -72,9 +72,11 @@ class Worker:
 
 
 def group_instance_id(settings: Settings) -> str:
-    """Static group membership lets a restarted worker take its partitions straight back. The broker then
-    hands a rejoining member its cached assignment, so a build that consumes other topics must rejoin under
-    another identity: the id carries a digest of the topics this build consumes."""
+    """Static group membership (opt-in) lets a restarted worker take its partitions straight back, but a
+    static member never leaves the group on SIGTERM (aiokafka cannot send that LeaveGroup), so by default
+    workers are dynamic members: a deploy's SIGTERM hands partitions over at once, a crash waits out the
+    10 s session. The broker hands a rejoining static member its cached assignment, so a build that
+    consumes other topics must rejoin under another identity: the id carries a digest of its topics."""
     topics = ",".join(sorted((catalog_topic_name(settings.namespace), order_topic_name(settings.namespace))))
     return f"{settings.worker_name}.{hashlib.sha256(topics.encode()).hexdigest()[:8]}"
 
@@ -92,7 +94,7 @@ def create_app(settings: Settings) -> Worker:
         topic_partitions=settings.partitions,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        consumer_group_instance_id=group_instance_id(settings),
+        consumer_group_instance_id=group_instance_id(settings) if settings.static_membership else None,
         table_standby_replicas=1,
         producer_acks=-1,
         broker_max_poll_records=settings.broker_max_poll_records,

@@ -110,7 +110,8 @@ async def test_workers_joining_and_leaving_under_load_lose_nothing(tmp_path: Pat
         await asyncio.sleep(1.0)
         await stack.start_worker("w2")  # scale out
         await asyncio.sleep(2.0)
-        stack.workers["w2"].terminate()  # and back in, cleanly
+        stack.workers["w2"].terminate()  # and back in, cleanly: it commits and leaves the group
+        assert stack.workers["w2"].popen is not None and stack.workers["w2"].popen.returncode == 0
         await asyncio.sleep(2.0)
         await stack.start_worker("w3")
         await asyncio.sleep(2.0)
