@@ -7,13 +7,14 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: help deps up run stop status test lint typecheck check bench token-admin token-customer logs
+.PHONY: help deps up run stop status test lint typecheck check bench rollout token-admin token-customer logs
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods and the gateway; seed demo data"
 	@echo "make stop   - stop everything make run started"
 	@echo "make test   - the same set-up, then the whole test suite"
 	@echo "make check  - ruff and mypy --strict"
+	@echo "make rollout [REF=git-ref] - rolling deploy of the running stack, one unit at a time"
 	@echo "make bench  - the menu latency and order throughput benchmarks (print tables)"
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -63,6 +64,9 @@ typecheck:
 	$(VENV)/bin/mypy
 
 check: deps lint typecheck
+
+rollout: deps
+	$(FEASTFLOW) rollout $(if $(REF),--ref $(REF))
 
 bench: up
 	$(PY) -m bench.latency

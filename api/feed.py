@@ -20,8 +20,9 @@ from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, to_entry
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 5_000
+BLOCK_MS = 2_000
 READ_COUNT = 500
+FEED_SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
 
 
 def chunk(body: bytes, chunked: bool) -> bytes:

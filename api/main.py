@@ -9,7 +9,7 @@ import aiopg
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from api.feed import FeedHub
+from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
 from api.keys import (
     DRAINING,
     FEEDS,
@@ -43,7 +43,9 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=10)
     redis = Redis(connection_pool=pool, health_check_interval=10)
     # The feed readers block in XREAD; they get connections of their own so reads never queue behind them.
-    feed_redis = Redis.from_url(settings.redis_url, health_check_interval=10)
+    # Their socket timeout must outlast the XREAD block: redis-py otherwise gives up on an idle stream at
+    # 5 s with a TimeoutError and the connection's next reply can be the one it abandoned.
+    feed_redis = Redis.from_url(settings.redis_url, health_check_interval=10, socket_timeout=FEED_SOCKET_TIMEOUT_S)
     app[REDIS] = redis
     app[MENUS] = MenuReader(redis, settings.namespace)
     app[RATE_LIMITER] = RateLimiter(redis, settings.namespace)

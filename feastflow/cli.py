@@ -23,6 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--url", default="http://127.0.0.1:8080")
     seed.add_argument("--cities", default="blr,mum,del")
     seed.add_argument("--force", action="store_true", help="publish even if the catalog log has events")
+    roll = commands.add_parser("rollout", help="rolling deploy of the local stack (API pods, then the worker)")
+    version = roll.add_mutually_exclusive_group()
+    version.add_argument("--ref", help="a git ref to roll to (default: this checkout as it is)")
+    version.add_argument("--path", help="another checkout to roll to")
+    roll.add_argument("--only", choices=["api", "worker"], help="roll only these units")
+    rehearse = commands.add_parser("rehearse", help="traffic against the local stack while every unit is rolled")
+    rehearse.add_argument("--clients", type=int, default=500, help="SSE menu clients")
+    rehearse.add_argument("--rolls", type=int, default=2, help="how many times every unit is rolled")
+    rehearse.add_argument("--admin-rate", type=float, default=10.0, help="admin changes per second")
+    rehearse.add_argument("--order-rate", type=float, default=5.0, help="orders per second")
     rebuild = commands.add_parser("rebuild-projection", help="rewrite Redis from the workers' tables")
     rebuild.add_argument("--city", action="append", help="a city (repeatable); default: every city")
     args = parser.parse_args(argv)
@@ -71,6 +81,30 @@ def main(argv: list[str] | None = None) -> int:
         token_value = issue_token(settings.jwt_secret, Role.ADMIN, "seed")
         published = asyncio.run(run_seed(args.url, token_value, SeedPlan(tuple(args.cities.split(",")))))
         print(f"seeded: {published}")
+        return 0
+    if args.command == "rollout":
+        from feastflow.rollout import RolloutFailed, rollout
+
+        try:
+            asyncio.run(rollout(settings, args.ref, args.path, args.only))
+        except RolloutFailed as failure:
+            print(f"rollout failed: {failure}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "rehearse":
+        from feastflow.rehearsal import Sizes, print_report
+        from feastflow.rehearsal import rehearse as run_rehearsal
+
+        sizes = Sizes(
+            sse_clients=args.clients, rolls=args.rolls, admin_per_s=args.admin_rate, orders_per_s=args.order_rate
+        )
+        result = asyncio.run(run_rehearsal(settings, sizes))
+        print_report(result)
+        failed = {name: count for name, count in result["failures"].items() if count}
+        if failed:
+            print(f"rehearsal FAILED: {failed}; reasons: {result['failure_reasons']}", file=sys.stderr)
+            return 1
+        print("rehearsal passed: zero failed requests, zero lost changes, every order decided once")
         return 0
     if args.command == "rebuild-projection":
         from feastflow.rebuild import request_rebuild

@@ -91,7 +91,8 @@ class DeliveryGuard:
         self.rewinds += 1
         REWINDS.labels(reason=reason.split(":")[0]).inc()
         logger.warning("rewinding %s to offset %d (%s)", tp, offset, reason, extra={"partition": tp.partition})
-        await app.consumer.seek(tp, offset)
+        consumer: Any = app.consumer
+        await consumer.rewind(tp, offset)
 
     async def rewind_stalled(self, app: AppT) -> None:
         """Rewind partitions that hold events the agent never received while it sat idle.
@@ -142,6 +143,36 @@ def guard_of(app: AppT) -> DeliveryGuard:
     return guard
 
 
+class ReadPositions(defaultdict[TP, int | None]):
+    """Faust's record of how far each partition has been read: its fetch loop drops any record below it.
+
+    After a rewind, records fetched before the seek are still on their way; if they moved the position
+    forward again, the re-read records would be dropped as already read (and the rewind would achieve
+    nothing until the pipeline ran dry). So until the rewind target itself comes through, the position
+    stays at the target."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.rewound_to: dict[TP, int] = {}
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        target = self.rewound_to.get(tp)
+        if target is not None and offset is not None:
+            if offset > target:
+                return
+            del self.rewound_to[tp]
+        super().__setitem__(tp, offset)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # Faust's own seek to committed offsets
+        for tp in dict(*args, **kwargs):
+            self.rewound_to.pop(tp, None)
+        super().update(*args, **kwargs)
+
+    def pop(self, tp: TP, *default: Any) -> Any:  # the partition was revoked
+        self.rewound_to.pop(tp, None)
+        return super().pop(tp, *default)
+
+
 class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -154,10 +185,30 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         offset = await self.call_thread(self._ensure_consumer().committed, tp)
         return None if offset is None else int(offset)
 
+    async def seek_in_thread(self, tp: TP, offset: int) -> None:
+        """aiokafka's seek, run on the consumer's own thread so it cannot race a fetch in progress."""
+
+        async def seek() -> None:
+            self._ensure_consumer().seek(tp, offset)
+
+        await self.call_thread(seek)
+
 
 class GuardedConsumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ReadPositions()
+
     def _new_consumer_thread(self) -> GuardedConsumerThread:
         return GuardedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def rewind(self, tp: TP, offset: int) -> None:
+        """Read a partition again from `offset`, and keep records already in flight from undoing that."""
+        thread: GuardedConsumerThread = self._thread  # type: ignore[assignment]
+        await thread.seek_in_thread(tp, offset)
+        self._read_offset[tp] = offset
+        positions: ReadPositions = self._read_offset  # type: ignore[assignment]
+        positions.rewound_to[tp] = offset
 
     async def committed_offset(self, tp: TP) -> int | None:
         thread: GuardedConsumerThread = self._thread  # type: ignore[assignment]

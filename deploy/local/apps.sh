@@ -7,10 +7,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FEASTFLOW_BIN="${FEASTFLOW_BIN:-$REPO_DIR/.venv/bin/feastflow}"
-API_PORTS="${FEASTFLOW_API_PORTS:-8081 8082}"
-API_PORTS="${API_PORTS//,/ }"
-WORKER_WEB_PORT="${FEASTFLOW_WORKER_WEB_PORT:-6066}"
 RUN_DIR="$DATA_DIR/run"
+API_PORTS="$(current_api_ports)"
+# A rolling deploy moves the worker to a new name and web port; it leaves them in run/worker.env.
+WORKER_NAME="$(sed -n 's/^FEASTFLOW_WORKER_NAME=//p' "$RUN_DIR/worker.env" 2>/dev/null || true)"
+WORKER_WEB_PORT="$(sed -n 's/^FEASTFLOW_WORKER_WEB_PORT=//p' "$RUN_DIR/worker.env" 2>/dev/null || true)"
+WORKER_NAME="${FEASTFLOW_WORKER_NAME:-${WORKER_NAME:-worker-1}}"
+WORKER_WEB_PORT="${FEASTFLOW_WORKER_WEB_PORT:-${WORKER_WEB_PORT:-6066}}"
 LOG_DIR="$DATA_DIR/logs"
 READY_TIMEOUT="${FEASTFLOW_READY_TIMEOUT:-120}"
 
@@ -45,7 +48,7 @@ start() {
 apps_up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
-        FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME=worker-1 -- worker
+        FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME="$WORKER_NAME" -- worker
     local port index=0
     for port in $API_PORTS; do
         index=$(( index + 1 ))

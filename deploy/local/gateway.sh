@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GATEWAY_PORT="${FEASTFLOW_GATEWAY_PORT:-8080}"
-API_PORTS="${FEASTFLOW_API_PORTS:-8081 8082}"
+API_PORTS="$(current_api_ports)"
 
 NGINX_DIR="$DATA_DIR/nginx"
 NGINX_CONF="$NGINX_DIR/nginx.conf"

@@ -98,3 +98,15 @@ take_lock() {
     exec 9>"$DATA_DIR/.$1.lock"
     flock -w 120 9 || die "$1" "another $1 run holds $DATA_DIR/.$1.lock"
 }
+
+# The API pods' ports: FEASTFLOW_API_PORTS, else what the last `feastflow rollout` left in
+# $DATA_DIR/run/api-ports (pods move to fresh ports during a rolling deploy), else 8081 and 8082.
+current_api_ports() {
+    if [[ -n ${FEASTFLOW_API_PORTS:-} ]]; then
+        echo "${FEASTFLOW_API_PORTS//,/ }"
+    elif [[ -s $DATA_DIR/run/api-ports ]]; then
+        cat "$DATA_DIR/run/api-ports"
+    else
+        echo "8081 8082"
+    fi
+}

@@ -1,0 +1,391 @@
+"""The rollout rehearsal: customer and admin traffic against the local stack while every unit is rolled.
+
+Traffic goes through the gateway: menu reads, admin price changes, order placements, SSE menu clients that
+reconnect with Last-Event-ID whenever their pod goes away, and a status stream per order. Meanwhile every
+API pod and the worker are rolled `rolls` times. The run fails unless every count of the report is zero:
+failed reads, acknowledged changes a client never received (or received out of order or twice), orders
+that never reached a decision or have other than one row.
+"""
+
+import asyncio
+import itertools
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import aiopg
+
+from api.auth import Role, issue_token
+from feastflow.rollout import LocalStack, Say, resolve_code, roll_api_pods, roll_worker
+from feastflow.settings import Settings
+
+CITY = "blr"
+RESTAURANT = "rehearsal"
+ITEMS = 20
+
+
+@dataclass
+class Sizes:
+    menu_readers: int = 8
+    admin_per_s: float = 10.0
+    orders_per_s: float = 5.0
+    sse_clients: int = 500
+    rolls: int = 2
+    settle_s: float = 60.0
+
+
+@dataclass
+class Ledger:
+    sizes: Sizes
+    read_ok: int = 0
+    read_failed: int = 0
+    admin_failed: int = 0
+    order_failed: int = 0
+    changes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    submitted_at: dict[int, float] = field(default_factory=dict)
+    orders: list[tuple[str, str]] = field(default_factory=list)
+    decided: dict[str, str] = field(default_factory=dict)
+    reconnect_gaps: list[float] = field(default_factory=list)
+    latency_rolling: list[float] = field(default_factory=list)
+    latency_steady: list[float] = field(default_factory=list)
+    rolling: bool = False
+    failure_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def fail(self, kind: str, why: str) -> None:
+        if kind == "read":
+            self.read_failed += 1
+        elif kind == "admin":
+            self.admin_failed += 1
+        else:
+            self.order_failed += 1
+        self.failure_reasons[f"{kind}: {why}"] += 1
+
+
+@dataclass
+class MenuClient:
+    """Follows the menu stream through the gateway; reconnects with Last-Event-ID, like EventSource."""
+
+    url: str
+    ledger: Ledger
+    last_id: str | None = None
+    seen: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
+            lost_at: float | None = None
+            while not stop.is_set():
+                headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+                try:
+                    async with session.get(self.url, headers=headers) as response:
+                        if response.status != 200:
+                            raise aiohttp.ClientError(f"status {response.status}")
+                        if lost_at is not None:
+                            self.ledger.reconnect_gaps.append(time.perf_counter() - lost_at)
+                            lost_at = None
+                        await self._read(response, stop)
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if not stop.is_set():
+                    lost_at = lost_at or time.perf_counter()
+                    await asyncio.sleep(0.2)
+
+    async def _read(self, response: aiohttp.ClientResponse, stop: asyncio.Event) -> None:
+        fields: dict[str, str] = {}
+        async for raw in response.content:
+            if stop.is_set():
+                return
+            line = raw.decode().rstrip("\n")
+            if line:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+                continue
+            if fields.get("event") == "item" and f'"restaurant_id":"{RESTAURANT}"' in fields.get("data", ""):
+                self._record(fields["data"])
+            if "id" in fields and fields.get("event") != "reconnect":
+                self.last_id = fields["id"]
+            fields = {}
+
+    def _record(self, data: str) -> None:
+        item = data.split('"item_id":"', 1)[1].split('"', 1)[0]
+        base = int(data.split('"base_price_cents":', 1)[1].split(",", 1)[0].rstrip("}"))
+        self.seen[item].append(base)
+        sent = self.ledger.submitted_at.get(base)
+        if sent is not None:
+            latencies = self.ledger.latency_rolling if self.ledger.rolling else self.ledger.latency_steady
+            latencies.append(time.perf_counter() - sent)
+
+
+async def post_as_a_client_would(
+    session: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
+) -> tuple[int, Any]:
+    """A keep-alive connection the gateway closes just as a request goes out (its old workers do when a
+    deploy reloads it) fails before any answer. Clients send such a request again, which these two are
+    built for: an order carries its idempotency key, and setting a price twice changes it once."""
+    for attempt in range(3):
+        try:
+            async with session.post(url, json=body, headers=headers) as response:
+                return response.status, await response.json()
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+async def read_menus(gateway: str, ledger: Ledger, stop: asyncio.Event) -> None:
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            try:
+                async with session.get(f"{gateway}/v1/cities/{CITY}/menu") as response:
+                    await response.read()
+                    ok = response.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                ledger.read_ok += 1
+            else:
+                ledger.fail("read", "menu GET failed")
+            await asyncio.sleep(0.02)
+
+
+async def change_prices(gateway: str, token: str, ledger: Ledger, stop: asyncio.Event) -> None:
+    prices = itertools.count(2_000_000)
+    rng = random.Random(11)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        while not stop.is_set():
+            item = f"{RESTAURANT}-{rng.randrange(ITEMS)}"
+            price = next(prices)
+            ledger.submitted_at[price] = time.perf_counter()
+            body = {
+                "type": "price.set",
+                "city": CITY,
+                "restaurant_id": RESTAURANT,
+                "item_id": item,
+                "price_cents": price,
+            }
+            try:
+                status, answer = await post_as_a_client_would(session, f"{gateway}/v1/admin/events", body, {})
+                if status == 202:
+                    ledger.changes[item].append(price)
+                else:
+                    ledger.fail("admin", f"HTTP {status}: {str(answer)[:120]}")
+            except aiohttp.ClientError as exc:
+                ledger.fail("admin", repr(exc))
+            await asyncio.sleep(1 / ledger.sizes.admin_per_s)
+
+
+async def place_orders(gateway: str, secret: str, ledger: Ledger, stop: asyncio.Event) -> None:
+    """Places orders at a steady rate, each from a new customer; each one is then followed to its decision."""
+    following: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession() as session:
+        try:
+            for n in itertools.count():
+                if stop.is_set():
+                    break
+                customer = f"rehearsal-{time.time_ns()}-{n}"
+                token = issue_token(secret, Role.CUSTOMER, customer)
+                task = asyncio.create_task(one_order(session, gateway, token, n, ledger))
+                following.add(task)
+                task.add_done_callback(following.discard)
+                await asyncio.sleep(1 / ledger.sizes.orders_per_s)
+            await asyncio.gather(*following)
+        finally:
+            for task in following:
+                task.cancel()
+
+
+async def one_order(session: aiohttp.ClientSession, gateway: str, token: str, n: int, ledger: Ledger) -> None:
+    try:
+        async with session.get(f"{gateway}/v1/cities/{CITY}/menu") as response:
+            menu = await response.json()
+    except (aiohttp.ClientError, ValueError) as exc:
+        ledger.fail("read", repr(exc))
+        return
+    item = next(i for r in menu["restaurants"] if r["restaurant_id"] == "blr-r01" for i in r["items"])
+    body = {
+        "idempotency_key": f"rehearsal-{n}",
+        "city": CITY,
+        "restaurant_id": "blr-r01",
+        "lines": [{"item_id": item["item_id"], "quantity": 1, "price_cents": item["price_cents"]}],
+    }
+    try:
+        status, answer = await post_as_a_client_would(
+            session, f"{gateway}/v1/orders", body, {"Authorization": f"Bearer {token}"}
+        )
+    except aiohttp.ClientError as exc:
+        ledger.fail("order", repr(exc))
+        return
+    if status != 202:
+        ledger.fail("order", f"HTTP {status}: {str(answer)[:120]}")
+        return
+    order_id = answer["order_id"]
+    ledger.orders.append((token, order_id))
+    await follow_order(session, gateway, token, order_id, ledger)
+
+
+async def follow_order(session: aiohttp.ClientSession, gateway: str, token: str, order_id: str, ledger: Ledger) -> None:
+    """The order's status stream, reconnecting through rollouts, until the decision arrives."""
+    deadline = time.perf_counter() + ledger.sizes.settle_s + 120
+    while time.perf_counter() < deadline:
+        try:
+            async with session.get(f"{gateway}/v1/orders/{order_id}/stream?access_token={token}") as response:
+                async for raw in response.content:
+                    line = raw.decode()
+                    for status in ("accepted", "rejected"):
+                        if line.startswith("data: ") and f'"status":"{status}"' in line:
+                            ledger.decided[order_id] = status
+                            return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def prepare(gateway: str, token: str) -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "restaurant.upserted", "city": CITY, "restaurant_id": RESTAURANT, "name": "Rehearsal Rooms"}
+    ] + [
+        {
+            "type": "item.upserted",
+            "city": CITY,
+            "restaurant_id": RESTAURANT,
+            "item_id": f"{RESTAURANT}-{n}",
+            "name": f"Rehearsal dish {n}",
+            "price_cents": 1000,
+        }
+        for n in range(ITEMS)
+    ]
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+        session.post(f"{gateway}/v1/admin/events", json={"events": events}) as response,
+    ):
+        response.raise_for_status()
+    await asyncio.sleep(2)
+
+
+async def rehearse(settings: Settings, sizes: Sizes, gateway: str = "http://127.0.0.1:8080") -> dict[str, Any]:
+    say = Say()
+    admin = issue_token(settings.jwt_secret, Role.ADMIN, "rehearsal")
+    await prepare(gateway, admin)
+    ledger = Ledger(sizes)
+    stop = asyncio.Event()  # ends the traffic; clients keep listening until everything settled
+    stop_listening = asyncio.Event()
+    clients = [MenuClient(f"{gateway}/v1/cities/{CITY}/menu/stream", ledger) for _ in range(sizes.sse_clients)]
+    tasks = [asyncio.create_task(c.run(stop_listening)) for c in clients]
+    await asyncio.sleep(2)
+    tasks += [asyncio.create_task(read_menus(gateway, ledger, stop)) for _ in range(sizes.menu_readers)]
+    tasks.append(asyncio.create_task(change_prices(gateway, admin, ledger, stop)))
+    tasks.append(asyncio.create_task(place_orders(gateway, settings.jwt_secret, ledger, stop)))
+    await asyncio.sleep(5)
+    stack, code = LocalStack(settings), resolve_code(settings, None, None)
+    started = time.perf_counter()
+    for roll in range(sizes.rolls):
+        ledger.rolling = True
+        say(f"roll {roll + 1} of {sizes.rolls}")
+        await roll_api_pods(stack, code, say)
+        await roll_worker(stack, code, say)
+        ledger.rolling = False
+        await asyncio.sleep(5)
+    rolled_s = time.perf_counter() - started
+    stop.set()
+    await settle(ledger, clients, sizes.settle_s)
+    stop_listening.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return await report(settings, ledger, clients, rolled_s)
+
+
+async def settle(ledger: Ledger, clients: list[MenuClient], timeout: float) -> None:
+    """Give every client and order the time to catch up (each client still resumes if it must)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        complete = all(dict(c.seen) == dict(ledger.changes) for c in clients)
+        if complete and len(ledger.decided) == len(ledger.orders):
+            return
+        await asyncio.sleep(0.5)
+
+
+async def report(settings: Settings, ledger: Ledger, clients: list[MenuClient], rolled_s: float) -> dict[str, Any]:
+    acknowledged = sum(len(p) for p in ledger.changes.values())
+    seen = [{item: set(prices) for item, prices in c.seen.items()} for c in clients]
+    missing = sum(
+        len([p for p in prices if p not in received.get(item, set())])
+        for received in seen
+        for item, prices in ledger.changes.items()
+    )
+    misordered = sum(
+        1
+        for c in clients
+        for item, prices in c.seen.items()
+        if [p for p in prices if p in set(ledger.changes.get(item, []))] != ledger.changes.get(item, [])
+    )
+    order_ids = [order_id for _, order_id in ledger.orders]
+    rows: dict[str, int] = {}
+    async with aiopg.connect(settings.pg_dsn) as conn, conn.cursor() as cur:
+        await cur.execute("SELECT order_id, count(*) FROM orders WHERE order_id = ANY(%s) GROUP BY 1", (order_ids,))
+        rows = {order_id: count for order_id, count in await cur.fetchall()}
+    return {
+        "rollout_s": round(rolled_s, 1),
+        "menu_reads": ledger.read_ok,
+        "failures": {
+            "failed_menu_reads": ledger.read_failed,
+            "failed_admin_changes": ledger.admin_failed,
+            "failed_order_placements": ledger.order_failed,
+            "acknowledged_changes_a_client_never_received": missing,
+            "clients_with_changes_out_of_order_or_twice": misordered,
+            "orders_never_decided": len([o for o in order_ids if o not in ledger.decided]),
+            "orders_without_exactly_one_row": len([o for o in order_ids if rows.get(o) != 1]),
+        },
+        "failure_reasons": dict(ledger.failure_reasons),
+        "admin_changes_acknowledged": acknowledged,
+        "orders_placed": len(order_ids),
+        "sse_clients": len(clients),
+        "reconnects": len(ledger.reconnect_gaps),
+        "reconnect_gap_ms": {
+            "p50": percentile(ledger.reconnect_gaps, 0.5),
+            "p99": percentile(ledger.reconnect_gaps, 0.99),
+        },
+        "change_latency_ms": {
+            "during_rollout": {
+                "p50": percentile(ledger.latency_rolling, 0.5),
+                "p99": percentile(ledger.latency_rolling, 0.99),
+            },
+            "outside_rollout": {
+                "p50": percentile(ledger.latency_steady, 0.5),
+                "p99": percentile(ledger.latency_steady, 0.99),
+            },
+        },
+    }
+
+
+def print_report(result: dict[str, Any]) -> None:
+    rows = [(name.replace("_", " "), str(count)) for name, count in result["failures"].items()]
+    rows += [
+        ("admin changes acknowledged", str(result["admin_changes_acknowledged"])),
+        ("menu reads (2xx)", str(result["menu_reads"])),
+        ("orders placed", str(result["orders_placed"])),
+        ("SSE clients / reconnects", f"{result['sse_clients']} / {result['reconnects']}"),
+        ("reconnect gap p50 / p99", "{p50:.0f} / {p99:.0f} ms".format(**result["reconnect_gap_ms"])),
+        (
+            "change latency during rollout p50 / p99",
+            "{p50:.0f} / {p99:.0f} ms".format(**result["change_latency_ms"]["during_rollout"]),
+        ),
+        (
+            "change latency outside rollout p50 / p99",
+            "{p50:.0f} / {p99:.0f} ms".format(**result["change_latency_ms"]["outside_rollout"]),
+        ),
+        ("time spent rolling", f"{result['rollout_s']} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'rehearsal'.ljust(width)} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
