@@ -1,11 +1,13 @@
 """The catalog agent: applies menu and pricing events, city by city, and projects them.
 
-For each batch, in this order: apply (pure) -> Redis projection -> audit row -> tables -> ack.
+For each batch, in this order: apply (pure) -> Redis projection -> tables -> audit row -> ack.
 Redis is written before the tables so the read model is never behind the tables; a crash between
 the two only means the batch is applied again, which yields the same result and which the projection
-recognises as a duplicate. Nothing that goes wrong with one event stops the agent: undecodable or
-unappliable events go to the dead-letter topic with the reason; unreachable Redis or PostgreSQL is
-retried with back-off while the events wait in Kafka.
+recognises as a duplicate. (A crash between the tables and the audit row leaves that row, written on
+the replay, without the old and new values: the records already show the batch.)
+Nothing that goes wrong with one event stops the agent: undecodable or unappliable events go to the
+dead-letter topic with the reason; unreachable Redis or PostgreSQL is retried with back-off while the
+events wait in Kafka.
 """
 
 import logging
@@ -74,8 +76,10 @@ async def process_record(worker: Worker, message: Any) -> None:
         "redis projection", lambda: _project(worker, view, city.code, city.currency, message.offset, outcome), stopping
     )
     _observe(batch, outcome, result)
-    await retry_forever("audit log", lambda: _audit(worker, batch, message.offset, outcome), stopping)
+    # Tables right after Redis, with no await between: the order agent (same worker) prices orders against
+    # the tables, so a price customers can already see must be the price orders are checked against.
     worker.tables.persist(city.code, outcome)
+    await retry_forever("audit log", lambda: _audit(worker, batch, message.offset, outcome), stopping)
     if result is ProjectionResult.DUPLICATE:
         return
     for entry in outcome.audit:
