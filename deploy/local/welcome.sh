@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Printed at the end of `make run`: where everything is and how to get a token.
 set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+worker_port="$(sed -n 's/^FEASTFLOW_WORKER_WEB_PORT=//p' "$DATA_DIR/run/worker.env" 2>/dev/null || true)"
+worker_port="${FEASTFLOW_WORKER_WEB_PORT:-${worker_port:-6066}}"
+gateway="http://127.0.0.1:${FEASTFLOW_GATEWAY_PORT:-8080}"
+pods=""
+for port in $(current_api_ports); do pods+="http://127.0.0.1:$port  "; done
 cat <<TEXT
 
 Feast Flow is up.
-  gateway (customers, admins)  http://127.0.0.1:${FEASTFLOW_GATEWAY_PORT:-8080}
-  API pods                     http://127.0.0.1:8081  http://127.0.0.1:8082
-  worker operator views        http://127.0.0.1:${FEASTFLOW_WORKER_WEB_PORT:-6066}/feastflow/ready/
-  OpenAPI                      http://127.0.0.1:8080/v1/openapi.json
+  gateway (customers, admins)  $gateway
+  API pods                     $pods
+  worker operator views        http://127.0.0.1:$worker_port/feastflow/ready/
+  OpenAPI                      $gateway/v1/openapi.json
 
 Tokens:   .venv/bin/feastflow token --role admin      (or --role customer [--sub NAME])
-Watch:    curl -N http://127.0.0.1:8080/v1/cities/blr/menu/stream
-Change:   curl -X POST http://127.0.0.1:8080/v1/admin/events -H "Authorization: Bearer \$(.venv/bin/feastflow token --role admin)" \\
+Watch:    curl -N $gateway/v1/cities/blr/menu/stream
+Change:   curl -X POST $gateway/v1/admin/events -H "Authorization: Bearer \$(.venv/bin/feastflow token --role admin)" \\
             -d '{"type":"price.set","city":"blr","restaurant_id":"blr-r01","item_id":"blr-r01-i001","price_cents":4200}'
+Deploy:   make rollout          (rolling restart; REF=<git ref> to roll to another version)
 Stop:     make stop
 TEXT
