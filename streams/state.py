@@ -5,6 +5,7 @@ so all of its records live in the partition that processes them and recover with
 Values are JSON bytes of the model records: raw bytes store cleanly in RocksDB and changelogs.
 """
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,18 +23,24 @@ def city_key(city: str) -> bytes:
     return city.encode()
 
 
+def _known(record_type: type, document: dict[str, Any]) -> dict[str, Any]:
+    """Fields this build knows: another version of the worker may have stored more (side-by-side rollout)."""
+    names = {f.name for f in dataclasses.fields(record_type)}
+    return {name: value for name, value in document.items() if name in names}
+
+
 def decode_restaurant(raw: bytes) -> RestaurantState:
-    return RestaurantState(**orjson.loads(raw))
+    return RestaurantState(**_known(RestaurantState, orjson.loads(raw)))
 
 
 def decode_item(raw: bytes) -> ItemState:
-    return ItemState(**orjson.loads(raw))
+    return ItemState(**_known(ItemState, orjson.loads(raw)))
 
 
 def decode_pricing(raw: bytes) -> CityPricing:
-    document = orjson.loads(raw)
-    rule = document.pop("rule")
-    return CityPricing(rule=PricingRule(**rule) if rule else None, **document)
+    document = _known(CityPricing, orjson.loads(raw))
+    rule = document.pop("rule", None)
+    return CityPricing(rule=PricingRule(**_known(PricingRule, rule)) if rule else None, **document)
 
 
 def encode(record: RestaurantState | ItemState | CityPricing) -> bytes:

@@ -84,13 +84,18 @@ class Stack:
             await self.start_api()
         return self
 
-    async def start_worker(self, name: str) -> Process:
+    async def start_worker(self, name: str, code: Path | None = None) -> Process:
+        """A worker process; `code` runs another checkout of the project (another version of the worker)."""
         existing = self.workers.get(name)
         port = int(existing.ready_url.split(":")[2].split("/")[0]) if existing else free_port()
         env = {**self.env, "FEASTFLOW_WORKER_NAME": name, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
+        command = feastflow_command("worker")
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
+            command = [command[0], "-P", *command[1:]]
         process = Process(
             f"worker-{name}",
-            feastflow_command("worker"),
+            command,
             env,
             self.logs / f"worker-{name}.log",
             f"http://127.0.0.1:{port}/feastflow/ready/",
