@@ -52,6 +52,7 @@ class Ledger:
     latency_rolling: list[float] = field(default_factory=list)
     latency_steady: list[float] = field(default_factory=list)
     rolling: bool = False
+    traffic_s: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def fail(self, kind: str, why: str) -> None:
@@ -151,11 +152,20 @@ async def read_menus(gateway: str, ledger: Ledger, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.02)
 
 
+async def _pace(started: float, n: int, per_second: float) -> None:
+    """Wait for the n-th slot of a steady rate (so slow answers do not lower the rate)."""
+    await asyncio.sleep(max(0.0, started + n / per_second - time.perf_counter()))
+
+
 async def change_prices(gateway: str, token: str, ledger: Ledger, stop: asyncio.Event) -> None:
     prices = itertools.count(2_000_000)
     rng = random.Random(11)
+    started = time.perf_counter()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        while not stop.is_set():
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            await _pace(started, n, ledger.sizes.admin_per_s)
             item = f"{RESTAURANT}-{rng.randrange(ITEMS)}"
             price = next(prices)
             ledger.submitted_at[price] = time.perf_counter()
@@ -174,15 +184,16 @@ async def change_prices(gateway: str, token: str, ledger: Ledger, stop: asyncio.
                     ledger.fail("admin", f"HTTP {status}: {str(answer)[:120]}")
             except aiohttp.ClientError as exc:
                 ledger.fail("admin", repr(exc))
-            await asyncio.sleep(1 / ledger.sizes.admin_per_s)
 
 
 async def place_orders(gateway: str, secret: str, ledger: Ledger, stop: asyncio.Event) -> None:
     """Places orders at a steady rate, each from a new customer; each one is then followed to its decision."""
     following: set[asyncio.Task[None]] = set()
+    started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
         try:
             for n in itertools.count():
+                await _pace(started, n, ledger.sizes.orders_per_s)
                 if stop.is_set():
                     break
                 customer = f"rehearsal-{time.time_ns()}-{n}"
@@ -190,7 +201,6 @@ async def place_orders(gateway: str, secret: str, ledger: Ledger, stop: asyncio.
                 task = asyncio.create_task(one_order(session, gateway, token, n, ledger))
                 following.add(task)
                 task.add_done_callback(following.discard)
-                await asyncio.sleep(1 / ledger.sizes.orders_per_s)
             await asyncio.gather(*following)
         finally:
             for task in following:
@@ -283,6 +293,7 @@ async def rehearse(settings: Settings, sizes: Sizes, gateway: str = "http://127.
     tasks += [asyncio.create_task(read_menus(gateway, ledger, stop)) for _ in range(sizes.menu_readers)]
     tasks.append(asyncio.create_task(change_prices(gateway, admin, ledger, stop)))
     tasks.append(asyncio.create_task(place_orders(gateway, settings.jwt_secret, ledger, stop)))
+    traffic_started = time.perf_counter()
     await asyncio.sleep(5)
     stack, code = LocalStack(settings), resolve_code(settings, None, None)
     started = time.perf_counter()
@@ -295,6 +306,7 @@ async def rehearse(settings: Settings, sizes: Sizes, gateway: str = "http://127.
         await asyncio.sleep(5)
     rolled_s = time.perf_counter() - started
     stop.set()
+    ledger.traffic_s = time.perf_counter() - traffic_started
     await settle(ledger, clients, sizes.settle_s)
     stop_listening.set()
     for task in tasks:
@@ -335,6 +347,7 @@ async def report(settings: Settings, ledger: Ledger, clients: list[MenuClient], 
     return {
         "rollout_s": round(rolled_s, 1),
         "menu_reads": ledger.read_ok,
+        "traffic_s": round(ledger.traffic_s, 1),
         "failures": {
             "failed_menu_reads": ledger.read_failed,
             "failed_admin_changes": ledger.admin_failed,
@@ -366,12 +379,16 @@ async def report(settings: Settings, ledger: Ledger, clients: list[MenuClient], 
     }
 
 
+def _rate(count: int, seconds: float) -> str:
+    return f"{count} ({count / seconds:.1f}/s over {seconds:.0f} s of traffic)"
+
+
 def print_report(result: dict[str, Any]) -> None:
     rows = [(name.replace("_", " "), str(count)) for name, count in result["failures"].items()]
     rows += [
-        ("admin changes acknowledged", str(result["admin_changes_acknowledged"])),
-        ("menu reads (2xx)", str(result["menu_reads"])),
-        ("orders placed", str(result["orders_placed"])),
+        ("admin changes acknowledged", _rate(result["admin_changes_acknowledged"], result["traffic_s"])),
+        ("menu reads (2xx)", _rate(result["menu_reads"], result["traffic_s"])),
+        ("orders placed", _rate(result["orders_placed"], result["traffic_s"])),
         ("SSE clients / reconnects", f"{result['sse_clients']} / {result['reconnects']}"),
         ("reconnect gap p50 / p99", "{p50:.0f} / {p99:.0f} ms".format(**result["reconnect_gap_ms"])),
         (
