@@ -54,6 +54,7 @@ class Subscriber:
     then goes live: from then on the feed writes to its transport directly."""
 
     max_pending_bytes: int
+    kind: str = "menu"  # the metric label of what it streams
     pending: list[FeedEntry] = field(default_factory=list)
     pending_bytes: int = 0
     transport: asyncio.WriteTransport | None = None
@@ -78,7 +79,7 @@ class Subscriber:
         else:  # rare: the batch straddles what this client already has
             self._write([e for e in delivery.entries if e.order > self.last_order])
         self.last_order = delivery.newest
-        SSE_EVENTS_SENT.labels(kind="menu").inc(len(delivery.entries))
+        SSE_EVENTS_SENT.labels(kind=self.kind).inc(len(delivery.entries))
         if self.transport.get_write_buffer_size() > self.max_pending_bytes:
             self._overflow()
 
@@ -91,7 +92,7 @@ class Subscriber:
         if fresh:
             self._write(fresh)
             self.last_order = fresh[-1].order
-            SSE_EVENTS_SENT.labels(kind="menu").inc(len(fresh))
+            SSE_EVENTS_SENT.labels(kind=self.kind).inc(len(fresh))
 
     def _write(self, entries: list[FeedEntry]) -> None:
         assert self.transport is not None

@@ -1,17 +1,15 @@
 """Customer reads: cities, a city's menu, and the live menu stream (SSE)."""
 
-import asyncio
 import logging
 
 import orjson
 from aiohttp import web
-from aiohttp_sse import sse_response
 
 from api.errors import NotFound
-from api.keys import FEEDS, MENUS, SETTINGS, STREAMS
-from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_RESUMES, SSE_SLOW_CLIENTS
+from api.keys import FEEDS, MENUS, SETTINGS
+from api.metrics import SSE_RESUMES
 from api.readmodel import FeedEntry
-from api.sse import SEPARATOR, tell_to_reconnect
+from api.streaming import stream_to_client
 from models.cities import City
 
 logger = logging.getLogger(__name__)
@@ -49,7 +47,6 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     menus = app[MENUS]
-    settings = app[SETTINGS]
     async with app[FEEDS].city(city.code).subscribe() as subscriber:
         # Subscribed first, read second: anything newer than what we read is already buffered for us.
         history = None
@@ -61,28 +58,4 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
         else:
             initial = history
         SSE_RESUMES.labels(kind="menu", outcome="snapshot" if history is None else "history").inc()
-        async with sse_response(request, sep=SEPARATOR, ping_interval=settings.sse_ping_s) as stream:
-            app[STREAMS].add(stream)
-            SSE_CLIENTS.labels(kind="menu").inc()
-            try:
-                if initial:
-                    await stream.write(b"".join(entry.frame for entry in initial))
-                    subscriber.last_order = initial[-1].order
-                    SSE_EVENTS_SENT.labels(kind="menu").inc(len(initial))
-                if request.transport is None:
-                    return stream
-                subscriber.go_live(request.transport, stream.chunked)
-                closed = asyncio.ensure_future(stream.wait())
-                cut_loose = asyncio.ensure_future(subscriber.done.wait())
-                await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                cut_loose.cancel()
-                if subscriber.overflowed:
-                    SSE_SLOW_CLIENTS.labels(kind="menu").inc()
-                    await tell_to_reconnect(stream)
-            except ConnectionResetError:
-                pass
-            finally:
-                SSE_CLIENTS.labels(kind="menu").dec()
-                app[STREAMS].discard(stream)
-    return stream
+        return await stream_to_client(request, subscriber, initial, kind="menu")

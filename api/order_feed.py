@@ -30,7 +30,7 @@ class OrderFeedHub:
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="order-feed")
         await self._started.wait()
-        subscriber = Subscriber(self._max_pending_bytes)
+        subscriber = Subscriber(self._max_pending_bytes, kind="order")
         self._subscribers[order_id].add(subscriber)
         try:
             yield subscriber

@@ -1,21 +1,18 @@
 """Orders: place one (idempotently), read it, follow its status live, and advance it (restaurant, admin)."""
 
-import asyncio
 import logging
 import uuid
 from typing import Any, cast
 
 import orjson
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
 
 from api.auth import Principal, Role, authenticate
 from api.errors import Conflict, NotFound, NotReady, Unprocessable
-from api.feed import Subscriber
-from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS, STREAMS
-from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT
-from api.readmodel import FeedEntry, as_text, to_entry, valid_entry_id
+from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
+from api.readmodel import as_text, to_entry, valid_entry_id
 from api.requests import read_json
+from api.streaming import stream_to_client
 from feastflow.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
 from models.errors import InvalidEvent
 from models.events import utc_now
@@ -167,34 +164,7 @@ async def order_stream(request: web.Request) -> web.StreamResponse:
         start = f"({last_event_id}" if valid_entry_id(last_event_id) else "-"  # a malformed id: everything
         raw = cast(list[Any], await app[REDIS].xrange(keys.feed, min=start, max="+"))
         history = [to_entry(entry_id, fields) for entry_id, fields in raw]
-        async with sse_response(request, sep="\n", ping_interval=app[SETTINGS].sse_ping_s) as stream:
-            app[STREAMS].add(stream)
-            SSE_CLIENTS.labels(kind="order").inc()
-            try:
-                await _stream_status(stream, subscriber, history, request)
-            except ConnectionResetError:
-                pass
-            finally:
-                SSE_CLIENTS.labels(kind="order").dec()
-                app[STREAMS].discard(stream)
-    return stream
-
-
-async def _stream_status(
-    stream: EventSourceResponse, subscriber: Subscriber, history: list[FeedEntry], request: web.Request
-) -> None:
-    if history:
-        await stream.write(b"".join(entry.frame for entry in history))
-        subscriber.last_order = history[-1].order
-        SSE_EVENTS_SENT.labels(kind="order").inc(len(history))
-    if request.transport is None:
-        return
-    subscriber.go_live(request.transport, stream.chunked)
-    closed = asyncio.ensure_future(stream.wait())
-    cut_loose = asyncio.ensure_future(subscriber.done.wait())
-    await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
-    closed.cancel()
-    cut_loose.cancel()
+        return await stream_to_client(request, subscriber, history, kind="order")
 
 
 async def advance_order(request: web.Request) -> web.Response:

@@ -12,46 +12,24 @@ events wait in Kafka.
 
 import logging
 import time
-from typing import Any, cast
-
-import faust
+from typing import Any
 
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
 from streams.app import Worker
 from streams.dead_letters import dead_letter
-from streams.delivery import guard_of
+from streams.guarded_agent import register_guarded_agent
 from streams.metrics import BATCHES, EVENTS, FRESHNESS
 from streams.projection import CitySnapshot, ProjectionResult
-from streams.retry import ShuttingDown, retry_forever
+from streams.retry import retry_forever
 from streams.state import TableView
 
 logger = logging.getLogger(__name__)
 
 
 def register_catalog_agent(worker: Worker) -> None:
-    app = worker.app
-    guard = guard_of(app)
-
-    @app.agent(worker.catalog_topic, name="catalog")
-    async def catalog(stream: faust.StreamT[bytes]) -> None:
-        events = cast(faust.Stream[bytes], stream).noack()
-        async for event in events.events():
-            try:
-                if await guard.admit(app, event):
-                    await process_record(worker, event.message)
-                    guard.processed(event.message)
-            except ShuttingDown:
-                logger.info("stopping with offset %d unprocessed; it will be read again", event.message.offset)
-                return
-            finally:
-                # Commits the offset if it was processed; otherwise releases it to be read again.
-                await events.ack(event)
-
-    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
-    async def rewind_stalled_partitions() -> None:
-        await guard.rewind_stalled(app)
+    register_guarded_agent(worker, worker.catalog_topic, "catalog", process_record)
 
 
 async def process_record(worker: Worker, message: Any) -> None:

@@ -5,41 +5,24 @@ While PostgreSQL is unreachable the agent retries with back-off and the commands
 """
 
 import logging
-from typing import Any, cast
-
-import faust
+from typing import Any
 
 from models.errors import InvalidEvent
 from models.events import utc_now
 from models.orders import PlaceOrder, decode_command, price_order
 from streams.app import Worker
 from streams.dead_letters import dead_letter
-from streams.delivery import guard_of
+from streams.guarded_agent import register_guarded_agent
 from streams.metrics import ORDER_DECISIONS
 from streams.order_projection import OrderProjection
 from streams.order_store import OrderStore, StoredOrder
-from streams.retry import ShuttingDown, retry_forever
+from streams.retry import retry_forever
 
 logger = logging.getLogger(__name__)
 
 
 def register_order_agent(worker: Worker) -> None:
-    app = worker.app
-    guard = guard_of(app)
-
-    @app.agent(worker.order_topic, name="orders")
-    async def orders(stream: faust.StreamT[bytes]) -> None:
-        events = cast(faust.Stream[bytes], stream).noack()
-        async for event in events.events():
-            try:
-                if await guard.admit(app, event):
-                    await process_command(worker, event.message)
-                    guard.processed(event.message)
-            except ShuttingDown:
-                logger.info("stopping with order offset %d unprocessed; it will be read again", event.message.offset)
-                return
-            finally:
-                await events.ack(event)
+    register_guarded_agent(worker, worker.order_topic, "orders", process_command)
 
 
 async def process_command(worker: Worker, message: Any) -> None:

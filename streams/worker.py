@@ -6,6 +6,7 @@ from feastflow.logs import logging_config
 from feastflow.settings import Settings
 from streams.app import Worker, create_app
 from streams.catalog_agent import register_catalog_agent
+from streams.guarded_agent import register_stall_watchdog
 from streams.operator_views import register_operator_views
 from streams.order_agent import register_order_agent
 from streams.pricing_clock import register_pricing_clock
@@ -16,6 +17,7 @@ def build_worker(settings: Settings) -> Worker:
     worker = create_app(settings)
     register_catalog_agent(worker)
     register_order_agent(worker)
+    register_stall_watchdog(worker)
     register_pricing_clock(worker)
     register_read_model_watch(worker)
     register_operator_views(worker)

@@ -1,0 +1,48 @@
+"""One way every SSE stream of a pod runs: first data, then live from the pod's shared feed, until the client
+leaves, the pod drains, or the client falls too far behind (then it is told to reconnect)."""
+
+import asyncio
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from api.feed import Subscriber
+from api.keys import SETTINGS, STREAMS
+from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_SLOW_CLIENTS
+from api.readmodel import FeedEntry
+from api.sse import SEPARATOR, tell_to_reconnect
+
+
+async def stream_to_client(
+    request: web.Request, subscriber: Subscriber, initial: list[FeedEntry], kind: str
+) -> EventSourceResponse:
+    """`subscriber` must already be subscribed, and `initial` read after that (so nothing falls between)."""
+    app = request.app
+    async with sse_response(request, sep=SEPARATOR, ping_interval=app[SETTINGS].sse_ping_s) as stream:
+        app[STREAMS].add(stream)
+        SSE_CLIENTS.labels(kind=kind).inc()
+        try:
+            if initial:
+                await stream.write(b"".join(entry.frame for entry in initial))
+                subscriber.last_order = initial[-1].order
+                SSE_EVENTS_SENT.labels(kind=kind).inc(len(initial))
+            if request.transport is not None:
+                subscriber.go_live(request.transport, stream.chunked)
+                await _until_closed_or_cut_loose(stream, subscriber)
+                if subscriber.overflowed:
+                    SSE_SLOW_CLIENTS.labels(kind=kind).inc()
+                    await tell_to_reconnect(stream)
+        except ConnectionResetError:
+            pass
+        finally:
+            SSE_CLIENTS.labels(kind=kind).dec()
+            app[STREAMS].discard(stream)
+    return stream
+
+
+async def _until_closed_or_cut_loose(stream: EventSourceResponse, subscriber: Subscriber) -> None:
+    closed = asyncio.ensure_future(stream.wait())
+    cut_loose = asyncio.ensure_future(subscriber.done.wait())
+    await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
+    closed.cancel()
+    cut_loose.cancel()
