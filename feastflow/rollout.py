@@ -121,25 +121,42 @@ class LocalStack:
     def record_worker(self, name: str, port: int) -> None:
         (self.run_dir / "worker.env").write_text(f"FEASTFLOW_WORKER_NAME={name}\nFEASTFLOW_WORKER_WEB_PORT={port}\n")
 
-    def route_gateway_to(self, ports: list[int]) -> None:
-        env = {**os.environ, "FEASTFLOW_API_PORTS": " ".join(map(str, ports))}
-        done = subprocess.run(
-            [str(REPO_ROOT / "deploy/local/gateway.sh"), "up"], env=env, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RolloutFailed(f"gateway reload failed: {done.stderr.strip() or done.stdout.strip()}")
+    async def route_gateway_to(self, ports: list[int]) -> None:
+        """Point the gateway at these pods, and return once no gateway worker routes by the old list.
 
-    async def wait_gateway_drained(self) -> None:
-        """Until the gateway's old workers, which still route by the old pod list, have finished their
-        requests and exited (nginx gives them worker_shutdown_timeout, 5 s): only then may the old pod go."""
+        nginx's workers from before a reload finish their requests (up to worker_shutdown_timeout, 5 s)
+        still routing to the old pods; only when they are gone may an old pod stop."""
+        old_workers = self._gateway_workers()
+        env = {**os.environ, "FEASTFLOW_API_PORTS": " ".join(map(str, ports))}
+        reload = await asyncio.create_subprocess_exec(
+            str(REPO_ROOT / "deploy/local/gateway.sh"),
+            "up",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await reload.communicate()
+        if reload.returncode != 0:
+            raise RolloutFailed(f"gateway reload failed: {output.decode().strip()}")
+        for _ in range(int(GATEWAY_DRAIN_S * 10)):
+            if not any(_alive(pid) for pid in old_workers):
+                return
+            await asyncio.sleep(0.1)
+        logger.warning("gateway workers %s still running %.0fs after the reload", old_workers, GATEWAY_DRAIN_S)
+
+    def _gateway_workers(self) -> list[int]:
         try:
             master = (self.settings.data_dir / "nginx" / "nginx.pid").read_text().strip()
         except FileNotFoundError:
-            return
-        for _ in range(int(GATEWAY_DRAIN_S * 10)):
-            if not _old_gateway_workers(master):
-                return
-            await asyncio.sleep(0.1)
+            return []
+        workers = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if stat.read_text().split(")")[-1].split()[1] == master:
+                    workers.append(int(stat.parent.name))
+            except (OSError, IndexError):
+                continue
+        return workers
 
     def _api_ports(self) -> list[int]:
         saved = self.run_dir / "api-ports"
@@ -158,19 +175,6 @@ class LocalStack:
         except (FileNotFoundError, ValueError):
             return None
         return pid if _alive(pid) else None
-
-
-def _old_gateway_workers(master: str) -> list[str]:
-    draining = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().split(")")[-1].split()[1] != master:
-                continue
-            if b"shutting down" in (stat.parent / "cmdline").read_bytes():
-                draining.append(stat.parent.name)
-        except (OSError, IndexError):
-            continue
-    return draining
 
 
 def _alive(pid: int) -> bool:
@@ -227,11 +231,10 @@ async def roll_api_pods(stack: LocalStack, code: Path, say: "Say") -> None:
         await wait_ready(f"http://127.0.0.1:{port}/readyz", pid, f"new {unit.name}")
         say(f"{unit.name}: new pod ready on :{port} (pid {pid})")
         ports = [port if p == unit.port else p for p in ports]
-        stack.route_gateway_to(ports)
+        await stack.route_gateway_to(ports)
         stack.record(unit.name, pid)
         stack.record_api_ports(ports)
-        say(f"{unit.name}: gateway now routes to {ports}; draining the old pod on :{unit.port}")
-        await stack.wait_gateway_drained()
+        say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
         await stop_gracefully(unit.pid, f"old {unit.name}")
         say(f"{unit.name}: old pod (pid {unit.pid}) exited")
 
