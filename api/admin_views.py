@@ -27,6 +27,7 @@ from models.events import (
     ItemUpserted,
     PriceSet,
     RestaurantUpserted,
+    format_timestamp,
     parse_admin_event,
     utc_now,
 )
@@ -182,7 +183,7 @@ async def _audit_row(request: web.Request, event_id: str) -> dict[str, Any] | No
         "status": status,
         "city": city,
         "type": kind,
-        "applied_at": applied_at.isoformat().replace("+00:00", "Z"),
+        "applied_at": format_timestamp(applied_at),
     }
     if version is not None:
         body["version"] = version
@@ -212,8 +213,8 @@ async def item_history(request: web.Request) -> web.Response:
             "event_id": event_id,
             "type": kind,
             "actor": actor,
-            "occurred_at": _rfc3339(occurred_at),
-            "applied_at": _rfc3339(applied_at),
+            "occurred_at": format_timestamp(occurred_at),
+            "applied_at": format_timestamp(applied_at),
             "version": version,
             "old": old,
             "new": new,
@@ -224,7 +225,3 @@ async def item_history(request: web.Request) -> web.Response:
     return web.Response(
         body=orjson.dumps({"city": city, "item_id": item_id, "history": history}), content_type="application/json"
     )
-
-
-def _rfc3339(moment: Any) -> str:
-    return str(moment.isoformat().replace("+00:00", "Z"))

@@ -201,9 +201,6 @@ class FeedHub:
             self._feeds[city] = feed
         return feed
 
-    def subscriber_count(self) -> int:
-        return sum(len(feed.subscribers) for feed in self._feeds.values())
-
     async def close(self) -> None:
         tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
         for task in tasks:

@@ -3,6 +3,7 @@
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import aiopg
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from feastflow.settings import Settings
 from streams.audit import AuditLog
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
+from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
 from streams.state import CatalogTables
 from streams.topics import catalog_topic_name, dead_letter_topic_name, order_topic_name
@@ -60,9 +62,13 @@ class Worker:
     dead_letter_topic: faust.TopicT
     resources: Resources
 
-    @property
+    @cached_property
     def projection(self) -> MenuProjection:
         return MenuProjection(self.resources.redis, self.settings.namespace, self.settings.feed_maxlen)
+
+    @cached_property
+    def order_projection(self) -> OrderProjection:
+        return OrderProjection(self.resources.redis, self.settings.namespace)
 
     def stopping(self) -> bool:
         return bool(self.app.should_stop)

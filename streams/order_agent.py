@@ -14,7 +14,6 @@ from streams.app import Worker
 from streams.dead_letters import dead_letter
 from streams.guarded_agent import register_guarded_agent
 from streams.metrics import ORDER_DECISIONS
-from streams.order_projection import OrderProjection
 from streams.order_store import OrderStore, StoredOrder
 from streams.retry import retry_forever
 
@@ -59,5 +58,4 @@ async def process_command(worker: Worker, message: Any) -> None:
 
 
 async def _project(worker: Worker, stored: StoredOrder) -> str:
-    projection = OrderProjection(worker.resources.redis, worker.settings.namespace)
-    return await retry_forever("projecting an order", lambda: projection.project(stored), worker.stopping)
+    return await retry_forever("projecting an order", lambda: worker.order_projection.project(stored), worker.stopping)

@@ -1,12 +1,12 @@
 """Orders in PostgreSQL: the authority on what was decided. One row per order, whatever the redeliveries."""
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import aiopg
 import orjson
 
+from models.events import format_timestamp
 from models.orders import AdvanceOrder, PlaceOrder, PricingDecision, may_advance
 
 _COLUMNS = (
@@ -43,8 +43,8 @@ class StoredOrder:
             "lines": row["lines"],
             "total_cents": row["total_cents"],
             "currency": row["currency"],
-            "created_at": _rfc3339(row["created_at"]),
-            "updated_at": _rfc3339(row["updated_at"]),
+            "created_at": format_timestamp(row["created_at"]),
+            "updated_at": format_timestamp(row["updated_at"]),
             "version": row["version"],
         }
         if row["reason"]:
@@ -159,14 +159,8 @@ class OrderStore:
                 "SELECT version, status, reason, at FROM order_status_history WHERE order_id = %s ORDER BY version",
                 (order_id,),
             )
-            history = [StatusChange(v, s, r, _rfc3339(at)) for v, s, r, at in await cur.fetchall()]
+            history = [StatusChange(v, s, r, format_timestamp(at)) for v, s, r, at in await cur.fetchall()]
         return StoredOrder(dict(zip(names, row, strict=True)), history)
-
-    async def count_rows(self, order_ids: list[str]) -> int:
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s)", (order_ids,))
-            row = await cur.fetchone()
-        return int(row[0])
 
     async def _require(self, order_id: str) -> StoredOrder:
         stored = await self.load(order_id)
@@ -177,9 +171,3 @@ class OrderStore:
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def _rfc3339(moment: Any) -> str:
-    if isinstance(moment, dt.datetime):
-        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return str(moment)
