@@ -23,9 +23,11 @@ from api.keys import (
     STREAMS,
     OpenStreams,
 )
+from api.metrics import READY as READY_GAUGE
 from api.middlewares import errors_middleware, metrics_middleware
 from api.ops_views import readiness_probe
 from api.order_feed import OrderFeedHub
+from api.processes import run_api_processes
 from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
@@ -96,10 +98,13 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def run_api(settings: Settings) -> None:
-    asyncio.run(serve(create_app(settings), settings))
+    if settings.api_processes > 1:
+        run_api_processes(settings)
+    else:
+        asyncio.run(serve(create_app(settings), settings))
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
+async def serve(app: web.Application, settings: Settings, reuse_port: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then shut down without failing anyone.
 
     The moment the signal arrives /readyz answers 503, so load balancers stop sending new work; the pod
@@ -109,13 +114,14 @@ async def serve(app: web.Application, settings: Settings) -> None:
     """
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_s)
     await runner.setup()
-    await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+    await web.TCPSite(runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     app[DRAINING].set()
+    READY_GAUGE.set(0)
     logger.info("draining: not ready, serving on for %.1fs before closing", settings.pre_stop_s)
     await asyncio.sleep(settings.pre_stop_s)
     await runner.cleanup()

@@ -9,7 +9,8 @@ LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-SSE_CLIENTS = Gauge("feastflow_api_sse_clients", "Connected SSE clients", ["kind"])
+# multiprocess_mode: how a pod with several processes sums its gauges (ignored with one process).
+SSE_CLIENTS = Gauge("feastflow_api_sse_clients", "Connected SSE clients", ["kind"], multiprocess_mode="livesum")
 SSE_EVENTS_SENT = Counter("feastflow_api_sse_events_sent_total", "SSE events written", ["kind"])
 SSE_SLOW_CLIENTS = Counter("feastflow_api_sse_slow_clients_total", "Clients cut loose for falling behind", ["kind"])
 SSE_RESUMES = Counter("feastflow_api_sse_resumes_total", "SSE starts by how they began", ["kind", "outcome"])
@@ -19,4 +20,4 @@ PRODUCE_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 PRODUCE_FAILURES = Counter("feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge")
-READY = Gauge("feastflow_api_ready", "1 while the pod reports ready")
+READY = Gauge("feastflow_api_ready", "1 while the pod reports ready", multiprocess_mode="livemin")

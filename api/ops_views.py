@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Awaitable
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from api.keys import DRAINING, PUBLISHER, READY, REDIS, Readiness
 from api.metrics import READY as READY_GAUGE
+from api.processes import multiprocess_metrics_dir
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    """The pod's metrics: with several processes (multiprocess mode), the sum over all of them."""
+    registry = REGISTRY
+    if multiprocess_metrics_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def readiness_probe(app: web.Application) -> AsyncIterator[None]:

@@ -47,8 +47,11 @@ class Settings:
     static_membership: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = 8081
+    api_processes: int = 1
+    worker_web_host: str = "127.0.0.1"
     worker_web_port: int = 6066
     worker_name: str = "worker-1"
+    worker_service: str = "all"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -78,8 +81,11 @@ class Settings:
             static_membership=_env("STATIC_MEMBERSHIP", "0") == "1",
             api_host=_env("API_HOST", "127.0.0.1"),
             api_port=int(_env("API_PORT", "8081")),
+            api_processes=int(_env("API_PROCESSES", "1")),
+            worker_web_host=_env("WORKER_WEB_HOST", "127.0.0.1"),
             worker_web_port=int(_env("WORKER_WEB_PORT", "6066")),
             worker_name=_env("WORKER_NAME", "worker-1"),
+            worker_service=_env("WORKER_SERVICE", "all"),
         )
 
     def city(self, code: str) -> City | None:

@@ -1,5 +1,6 @@
 """The Faust app: settings, tables, topics and the services every agent shares."""
 
+import enum
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -50,11 +51,41 @@ class Resources(Service):
             await self._pool.wait_closed()
 
 
+class WorkerService(enum.StrEnum):
+    """What a worker process runs (FEASTFLOW_WORKER_SERVICE). Menu and pricing are one service: both live
+    on one ordered log per city, and an effective price is a function of both."""
+
+    ALL = "all"  # the local stack: every agent in one process
+    CATALOG = "catalog"  # menu and pricing: applies the catalog log, projects it to Redis and PostgreSQL
+    ORDERS = "orders"  # prices and stores orders against its own copy of the catalog tables
+
+    @property
+    def projects_catalog(self) -> bool:
+        return self is not WorkerService.ORDERS
+
+    @property
+    def runs_orders(self) -> bool:
+        return self is not WorkerService.CATALOG
+
+    def app_id(self, namespace: str) -> str:
+        """The consumer group (and table changelog prefix): one per service, so each keeps its own offsets."""
+        return f"{namespace}-orders" if self is WorkerService.ORDERS else f"{namespace}-catalog"
+
+
+def worker_service(settings: Settings) -> WorkerService:
+    try:
+        return WorkerService(settings.worker_service)
+    except ValueError:
+        choices = ", ".join(s.value for s in WorkerService)
+        raise SystemExit(f"FEASTFLOW_WORKER_SERVICE={settings.worker_service!r}: expected one of {choices}") from None
+
+
 @dataclass
 class Worker:
     """Everything an agent needs, built once per process."""
 
     settings: Settings
+    service: WorkerService
     app: FeastFlowApp
     tables: CatalogTables
     catalog_topic: faust.TopicT
@@ -77,30 +108,36 @@ class Worker:
         return AuditLog(await self.resources.pg_pool())
 
 
-def group_instance_id(settings: Settings) -> str:
+def consumed_topics(settings: Settings, service: WorkerService) -> tuple[str, ...]:
+    catalog = catalog_topic_name(settings.namespace)
+    return (catalog, order_topic_name(settings.namespace)) if service.runs_orders else (catalog,)
+
+
+def group_instance_id(settings: Settings, service: WorkerService) -> str:
     """Static group membership (opt-in) lets a restarted worker take its partitions straight back, but a
     static member never leaves the group on SIGTERM (aiokafka cannot send that LeaveGroup), so by default
     workers are dynamic members: a deploy's SIGTERM hands partitions over at once, a crash waits out the
     10 s session. The broker hands a rejoining static member its cached assignment, so a build that
     consumes other topics must rejoin under another identity: the id carries a digest of its topics."""
-    topics = ",".join(sorted((catalog_topic_name(settings.namespace), order_topic_name(settings.namespace))))
+    topics = ",".join(sorted(consumed_topics(settings, service)))
     return f"{settings.worker_name}.{hashlib.sha256(topics.encode()).hexdigest()[:8]}"
 
 
 def create_app(settings: Settings) -> Worker:
+    service = worker_service(settings)
     datadir = settings.data_dir / "workers" / settings.worker_name
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = FeastFlowApp(
-        f"{settings.namespace}-catalog",
+        service.app_id(settings.namespace),
         broker=f"{TRANSPORT_SCHEME}://{settings.kafka_bootstrap}",
         store="rocksdb://",
         datadir=str(datadir),
         web_port=settings.worker_web_port,
-        web_host="127.0.0.1",
+        web_host=settings.worker_web_host,
         topic_partitions=settings.partitions,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        consumer_group_instance_id=group_instance_id(settings) if settings.static_membership else None,
+        consumer_group_instance_id=group_instance_id(settings, service) if settings.static_membership else None,
         table_standby_replicas=1,
         producer_acks=-1,
         broker_max_poll_records=settings.broker_max_poll_records,
@@ -125,7 +162,7 @@ def create_app(settings: Settings) -> Worker:
     catalog_topic = raw_topic(catalog_topic_name(settings.namespace))
     order_topic = raw_topic(order_topic_name(settings.namespace))
     dead_letter_topic = raw_topic(dead_letter_topic_name(settings.namespace))
-    app.delivery_guard = DeliveryGuard({catalog_topic.get_topic_name(), order_topic.get_topic_name()})
+    app.delivery_guard = DeliveryGuard(set(consumed_topics(settings, service)))
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def table(name: str) -> Any:
@@ -135,4 +172,4 @@ def create_app(settings: Settings) -> Worker:
     tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
     resources = Resources(settings)
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
-    return Worker(settings, app, tables, catalog_topic, order_topic, dead_letter_topic, resources)
+    return Worker(settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources)

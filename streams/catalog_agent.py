@@ -36,18 +36,23 @@ async def process_record(worker: Worker, message: Any) -> None:
     try:
         batch = decode_batch(message.value)
     except InvalidEvent as exc:
-        await dead_letter(worker, message, f"undecodable: {exc.message}" + (f" ({exc.field})" if exc.field else ""))
+        await _unusable(worker, message, f"undecodable: {exc.message}" + (f" ({exc.field})" if exc.field else ""))
         return
     city = worker.settings.city(batch.city)
     if city is None:
-        await dead_letter(worker, message, f"unknown city {batch.city!r}")
+        await _unusable(worker, message, f"unknown city {batch.city!r}")
         return
     view = worker.tables.view(city.code)
     try:
         outcome = apply_batch(view, batch, message.offset, city.currency)
     except Exception as exc:  # a bug in apply must not stop the city: park the event with the reason
         logger.exception("cannot apply batch at offset %d", message.offset, extra={"city": city.code})
-        await dead_letter(worker, message, f"apply failed: {exc!r}")
+        await _unusable(worker, message, f"apply failed: {exc!r}")
+        return
+    if not worker.service.projects_catalog:
+        # The orders service keeps its own copy of the catalog tables to price orders; the catalog service
+        # owns the read model, the audit log and the dead letters.
+        worker.tables.persist(city.code, outcome)
         return
     stopping = worker.stopping
     result = await retry_forever(
@@ -73,6 +78,13 @@ async def process_record(worker: Worker, message: Any) -> None:
                 "reason": entry.reason,
             },
         )
+
+
+async def _unusable(worker: Worker, message: Any, reason: str) -> None:
+    if worker.service.projects_catalog:
+        await dead_letter(worker, message, reason)
+    else:
+        logger.warning("skipping catalog record at offset %d: %s", message.offset, reason)
 
 
 async def _project(

@@ -64,6 +64,8 @@ def register_operator_views(worker: Worker) -> None:
         return self.json(
             {
                 "worker": worker.settings.worker_name,
+                "service": worker.service.value,
+                "group": app.conf.id,
                 "settings": {
                     "fetch_max_wait_ms": worker.settings.fetch_max_wait_ms,
                     "commit_interval_s": worker.settings.commit_interval_s,

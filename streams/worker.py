@@ -16,10 +16,12 @@ from streams.read_model_watch import register_read_model_watch
 def build_worker(settings: Settings) -> Worker:
     worker = create_app(settings)
     register_catalog_agent(worker)
-    register_order_agent(worker)
+    if worker.service.runs_orders:
+        register_order_agent(worker)
+    if worker.service.projects_catalog:
+        register_pricing_clock(worker)
+        register_read_model_watch(worker)
     register_stall_watchdog(worker)
-    register_pricing_clock(worker)
-    register_read_model_watch(worker)
     register_operator_views(worker)
     return worker
 

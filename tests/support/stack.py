@@ -84,11 +84,11 @@ class Stack:
             await self.start_api()
         return self
 
-    async def start_worker(self, name: str, code: Path | None = None) -> Process:
+    async def start_worker(self, name: str, code: Path | None = None, **extra_env: str) -> Process:
         """A worker process; `code` runs another checkout of the project (another version of the worker)."""
         existing = self.workers.get(name)
         port = int(existing.ready_url.split(":")[2].split("/")[0]) if existing else free_port()
-        env = {**self.env, "FEASTFLOW_WORKER_NAME": name, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
+        env = {**self.env, "FEASTFLOW_WORKER_NAME": name, "FEASTFLOW_WORKER_WEB_PORT": str(port), **extra_env}
         command = feastflow_command("worker")
         if code is not None:
             env["PYTHONPATH"] = str(code)

@@ -1,0 +1,86 @@
+"""Several API processes in one pod (FEASTFLOW_API_PROCESSES > 1).
+
+Each process accepts on the same port (SO_REUSEPORT, the kernel spreads connections) and runs the whole app
+with its own Redis readers and SSE fan-out. The parent only supervises: it forwards SIGTERM and SIGINT so
+every process drains as a single one would, and starts a process again if one dies on its own.
+
+Metrics stay correct across processes through prometheus-client's multiprocess mode: every process writes
+its samples under PROMETHEUS_MULTIPROC_DIR, and /metrics in any process aggregates them all.
+"""
+
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+from feastflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RESTART_PAUSE_S = 1.0
+
+
+def multiprocess_metrics_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def run_api_processes(settings: Settings) -> None:
+    metrics_dir = Path(multiprocess_metrics_dir() or tempfile.mkdtemp(prefix="feastflow-metrics-"))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # samples of an earlier run of this pod would be summed in
+        stale.unlink()
+    # Set before any process starts: prometheus-client picks its storage when a process first imports it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(index: int) -> BaseProcess:
+        process = context.Process(target=_serve_one, args=(settings,), name=f"api-{index}", daemon=False)
+        process.start()
+        logger.info("api process %d started", index, extra={"pid": process.pid})
+        return process
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signum)
+
+    processes = [start(i) for i in range(settings.api_processes)]
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while any(p.is_alive() for p in processes):
+        for index, process in enumerate(processes):
+            process.join(timeout=0.2)
+            if process.is_alive() or stopping:
+                continue
+            _forget(process)
+            logger.error("api process %d exited with %s; starting it again", index, process.exitcode)
+            time.sleep(RESTART_PAUSE_S)
+            if not stopping:
+                processes[index] = start(index)
+    for process in processes:
+        _forget(process)
+
+
+def _forget(process: BaseProcess) -> None:
+    from prometheus_client import multiprocess
+
+    if process.pid is not None:
+        multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
+
+
+def _serve_one(settings: Settings) -> None:
+    import asyncio
+
+    from api.main import create_app, serve
+    from feastflow.logs import configure_logging
+
+    configure_logging()
+    asyncio.run(serve(create_app(settings), settings, reuse_port=True))
