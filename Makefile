@@ -10,7 +10,7 @@ export FEASTFLOW_DATA := $(DATA)
 .PHONY: help deps up run stop status test lint typecheck check bench rollout token-admin token-customer logs
 
 help:
-	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods and the gateway; seed demo data"
+	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
 	@echo "make stop   - stop everything make run started"
 	@echo "make test   - the same set-up, then the whole test suite"
 	@echo "make check  - ruff and mypy --strict"
@@ -36,6 +36,7 @@ up: deps $(DATA)/jwt-secret
 	$(FEASTFLOW) migrate
 	deploy/local/apps.sh up
 	deploy/local/gateway.sh up
+	deploy/local/prometheus.sh up
 	$(FEASTFLOW) seed --url http://127.0.0.1:8080
 	@deploy/local/welcome.sh
 
@@ -45,6 +46,7 @@ run: up
 	  tail -n 0 -F $(DATA)/logs/*.log & wait
 
 stop:
+	-deploy/local/prometheus.sh down
 	-deploy/local/gateway.sh down
 	-deploy/local/apps.sh down
 	deploy/local/infra.sh down
@@ -53,6 +55,7 @@ status:
 	-deploy/local/infra.sh status
 	-deploy/local/apps.sh status
 	-deploy/local/gateway.sh status
+	-deploy/local/prometheus.sh status
 
 test: up
 	$(PY) -m pytest

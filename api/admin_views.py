@@ -1,7 +1,6 @@
 """Admin writes and what became of them: publish events, event status, item history."""
 
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from api.auth import Role, authenticate
 from api.errors import Conflict, NotFound, NotReady, Unprocessable
 from api.keys import MENUS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
-from api.metrics import PRODUCE_FAILURES, PRODUCE_LATENCY
+from api.middlewares import request_id_of
 from api.readmodel import as_text
 from api.requests import read_json
 from feastflow.redis_keys import EVENT_STATUS_TTL_S, event_key
@@ -57,7 +56,7 @@ async def publish_events(request: web.Request) -> web.Response:
         )
     await _check_expected_versions(request, inputs)
     now = utc_now()
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request_id_of(request)
     events = tuple(
         Event(
             event_id=uuid.uuid4().hex,
@@ -72,24 +71,19 @@ async def publish_events(request: web.Request) -> web.Response:
         for item in inputs
     )
     batch = EventBatch(city=events[0].city, events=events, batch_id=uuid.uuid4().hex)
-    started = time.perf_counter()
     try:
         await app[PUBLISHER].publish(batch)
     except Exception as exc:
-        PRODUCE_FAILURES.inc()
-        logger.error("publishing batch %s failed: %r", batch.batch_id, exc, extra={"request_id": request_id})
+        logger.error("publishing batch %s failed: %r", batch.batch_id, exc)
         raise NotReady("the event log did not acknowledge the change; retry", code="publish_failed") from None
-    PRODUCE_LATENCY.observe(time.perf_counter() - started)
     await _mark_published(request, events, now)
     logger.info(
         "published %d events",
         len(events),
-        extra={"batch_id": batch.batch_id, "city": batch.city, "request_id": request_id},
+        extra={"batch_id": batch.batch_id, "city": batch.city, "event_ids": [e.event_id for e in events]},
     )
     body = {"event_ids": [e.event_id for e in events], "batch_id": batch.batch_id}
-    return web.Response(
-        status=202, body=orjson.dumps(body), content_type="application/json", headers={"X-Request-Id": request_id}
-    )
+    return web.Response(status=202, body=orjson.dumps(body), content_type="application/json")
 
 
 def _parse_events(body: Any, cities: tuple[str, ...]) -> list[AdminEventInput]:

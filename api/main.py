@@ -24,7 +24,7 @@ from api.keys import (
     OpenStreams,
 )
 from api.metrics import READY as READY_GAUGE
-from api.middlewares import errors_middleware, metrics_middleware
+from api.middlewares import errors_middleware, metrics_middleware, request_id_middleware
 from api.ops_views import readiness_probe
 from api.order_feed import OrderFeedHub
 from api.processes import run_api_processes
@@ -33,6 +33,7 @@ from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from api.routes import setup_routes
 from api.sse import tell_to_reconnect
+from feastflow.build import announce
 from feastflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,12 @@ async def drain_streams(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, errors_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
+    announce("api")
     app[STREAMS] = OpenStreams()
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.extend([redis_client, kafka_publisher, postgres_pool, readiness_probe])

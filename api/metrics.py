@@ -17,7 +17,10 @@ SSE_RESUMES = Counter("feastflow_api_sse_resumes_total", "SSE starts by how they
 PRODUCE_LATENCY = Histogram(
     "feastflow_api_kafka_produce_seconds",
     "Time until Kafka acknowledged a record",
+    ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
-PRODUCE_FAILURES = Counter("feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge")
+PRODUCE_FAILURES = Counter(
+    "feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge", ["topic"]
+)  # topic: catalog | orders
 READY = Gauge("feastflow_api_ready", "1 while the pod reports ready", multiprocess_mode="livemin")

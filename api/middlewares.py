@@ -1,7 +1,9 @@
 """One place that turns errors into the contract's error body, and measures every request."""
 
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -9,6 +11,7 @@ from aiohttp import web
 
 from api.errors import ApiError
 from api.metrics import LATENCY, REQUESTS
+from feastflow.logs import request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +23,30 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
 }
+
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a fresh one; set by request_id_middleware."""
+    return str(request["request_id"])
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        response = await handler(request)
+    finally:
+        request_id_var.reset(token)
+    if not response.prepared:  # streams sent their headers already; they set it themselves
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 def error_response(error: ApiError) -> web.Response:

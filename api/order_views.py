@@ -10,6 +10,7 @@ from aiohttp import web
 from api.auth import Principal, Role, authenticate
 from api.errors import Conflict, NotFound, NotReady, Unprocessable
 from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
+from api.middlewares import request_id_of
 from api.readmodel import as_text, to_entry, valid_entry_id
 from api.requests import read_json
 from api.streaming import stream_to_client
@@ -73,7 +74,7 @@ async def place_order(request: web.Request) -> web.Response:
         order.lines,
         order.idempotency_key,
         now,
-        request.headers.get("X-Request-Id"),
+        request_id_of(request),
     )
     try:
         await app[PUBLISHER].publish_order(command)

@@ -1,9 +1,11 @@
 """The API's Kafka producer: idempotent, acks=all; a request is answered only after Kafka acknowledged."""
 
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 
+from api.metrics import PRODUCE_FAILURES, PRODUCE_LATENCY
 from models.events import EventBatch
 from models.orders import OrderCommand, encode_command
 from streams.topics import catalog_topic_name, order_topic_name
@@ -32,13 +34,20 @@ class EventPublisher:
 
     async def publish(self, batch: EventBatch) -> int:
         """Publish one city's batch as one record keyed by the city; return its offset."""
-        metadata = await self.producer.send_and_wait(self.catalog_topic, batch.encode(), key=batch.city.encode())
-        return int(metadata.offset)
+        return await self._send("catalog", self.catalog_topic, batch.encode(), batch.city.encode())
 
     async def publish_order(self, command: OrderCommand) -> int:
         """Order commands are keyed by city too: the worker holding the city's catalog tables prices them."""
-        record = encode_command(command)
-        metadata = await self.producer.send_and_wait(self.order_topic, record, key=command.city.encode())
+        return await self._send("orders", self.order_topic, encode_command(command), command.city.encode())
+
+    async def _send(self, kind: str, topic: str, value: bytes, key: bytes) -> int:
+        started = time.perf_counter()
+        try:
+            metadata = await self.producer.send_and_wait(topic, value, key=key)
+        except Exception:
+            PRODUCE_FAILURES.labels(kind).inc()
+            raise
+        PRODUCE_LATENCY.labels(kind).observe(time.perf_counter() - started)
         return int(metadata.offset)
 
     async def reachable(self) -> bool:

@@ -1,10 +1,19 @@
-"""Structured logs: one JSON object per line, with ids (event, city, offset, request) as fields."""
+"""Structured logs: one JSON object per line, with ids (event, city, order, offset, request) as fields.
+
+`request_id` follows an admin change or an order from the API request (X-Request-Id) through Kafka (it rides in
+the event) to the worker's projection: grep one id across every pod's logs to follow a change end to end.
+"""
 
 import logging
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+# The request being served (API pods); every line logged while serving it carries its id.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -12,12 +21,14 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         document.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None})
+        if "request_id" not in document and (request_id := request_id_var.get()) is not None:
+            document["request_id"] = request_id
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(document, default=str).decode()

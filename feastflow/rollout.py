@@ -11,6 +11,7 @@ into the data folder). Pods run it with this checkout's virtualenv.
 """
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -117,6 +118,17 @@ class LocalStack:
 
     def record_api_ports(self, ports: list[int]) -> None:
         (self.run_dir / "api-ports").write_text(" ".join(map(str, ports)) + "\n")
+
+    def scrape(self, kind: str, unit: str, port: int) -> None:
+        """Tell the local Prometheus to scrape a unit (deploy/local/prometheus.sh reads this folder)."""
+        targets = self.settings.data_dir / "prometheus" / "targets"
+        targets.mkdir(parents=True, exist_ok=True)
+        staged = targets / f".{kind}-{port}.tmp"
+        staged.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"unit": unit}}]) + "\n")
+        staged.replace(targets / f"{kind}-{port}.json")
+
+    def unscrape(self, kind: str, port: int) -> None:
+        (self.settings.data_dir / "prometheus" / "targets" / f"{kind}-{port}.json").unlink(missing_ok=True)
 
     def record_worker(self, name: str, port: int) -> None:
         (self.run_dir / "worker.env").write_text(f"FEASTFLOW_WORKER_NAME={name}\nFEASTFLOW_WORKER_WEB_PORT={port}\n")
@@ -229,6 +241,7 @@ async def roll_api_pods(stack: LocalStack, code: Path, say: "Say") -> None:
         port = free_port(set(ports))
         pid = stack.start(unit.name, "api", code, {"FEASTFLOW_API_PORT": str(port)})
         await wait_ready(f"http://127.0.0.1:{port}/readyz", pid, f"new {unit.name}")
+        stack.scrape("api", unit.name, port)
         say(f"{unit.name}: new pod ready on :{port} (pid {pid})")
         ports = [port if p == unit.port else p for p in ports]
         await stack.route_gateway_to(ports)
@@ -236,6 +249,7 @@ async def roll_api_pods(stack: LocalStack, code: Path, say: "Say") -> None:
         stack.record_api_ports(ports)
         say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
         await stop_gracefully(unit.pid, f"old {unit.name}")
+        stack.unscrape("api", unit.port)
         say(f"{unit.name}: old pod (pid {unit.pid}) exited")
 
 
@@ -247,10 +261,12 @@ async def roll_worker(stack: LocalStack, code: Path, say: "Say") -> None:
         "worker", "worker", code, {"FEASTFLOW_WORKER_NAME": successor, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
     )
     await wait_ready(f"http://127.0.0.1:{port}/feastflow/ready/", pid, f"worker {successor}")
+    stack.scrape("worker", "worker", port)
     say(f"worker: {successor} ready on :{port} (pid {pid}); stopping {name}")
     stack.record("worker", pid)
     stack.record_worker(successor, port)
     await stop_gracefully(unit.pid, f"worker {name}")
+    stack.unscrape("worker", unit.port)
     shutil.rmtree(stack.settings.data_dir / "workers" / name, ignore_errors=True)  # its tables live in changelogs
     say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")
 

@@ -7,6 +7,7 @@ import aiopg
 import orjson
 
 from models.catalog import AppliedEvent
+from streams.metrics import POSTGRES_WRITES
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class AuditLog:
         ]
         if not rows:
             return
+        with POSTGRES_WRITES.labels("audit").time():
+            await self._insert(rows)
+
+    async def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
         async with self._pool.acquire() as conn, conn.cursor() as cur:
             # aiopg runs in autocommit; one transaction keeps a batch's rows together.
             await cur.execute("BEGIN")

@@ -104,6 +104,8 @@ async def _project(
 def _observe(batch: EventBatch, outcome: BatchOutcome, result: ProjectionResult) -> None:
     if result is ProjectionResult.DUPLICATE:
         BATCHES.labels("duplicate").inc()
+        for entry in outcome.audit:
+            EVENTS.labels(entry.event.type.value, "duplicate").inc()
         return
     BATCHES.labels("rejected" if outcome.rejected else "applied").inc()
     for entry in outcome.audit:

@@ -100,22 +100,31 @@ class DeliveryGuard:
         Covers a hole at the very end of a partition (no later event reveals it) and a partition whose
         fetching never resumed after a rebalance.
         """
-        consumer: Any = app.consumer
         now = time.monotonic()
         if now - self._last_activity < STALL_REWIND_AFTER_S or not recovery_completed(app):
             return
+        for tp, (expected, end) in (await self.positions(app)).items():
+            if expected < end:
+                await self.rewind(app, tp, expected, f"stalled: offsets up to {end - 1} never arrived")
+                self._last_activity = now
+
+    async def positions(self, app: AppT) -> dict[TP, tuple[int, int]]:
+        """Per guarded partition assigned here: (the next offset to process, the end of the log).
+        The difference is the partition's lag."""
+        consumer: Any = app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in self.guarded_topics]
         if not tps:
-            return
+            return {}
         ends = await consumer.highwaters(*tps)
+        positions = {}
         for tp in tps:
             expected = self._expected.get(tp)
             if expected is None:
                 expected = await _start_position(app, tp)
             end = ends.get(tp)
-            if end is not None and expected < end:
-                await self.rewind(app, tp, expected, f"stalled: offsets up to {end - 1} never arrived")
-                self._last_activity = now
+            if end is not None:
+                positions[tp] = (expected, end)
+        return positions
 
 
 async def _start_position(app: AppT, tp: TP) -> int:

@@ -12,6 +12,7 @@ import faust
 
 from streams.app import Worker
 from streams.delivery import guard_of
+from streams.metrics import PROCESSING
 from streams.retry import ShuttingDown
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def register_guarded_agent(
         async for event in events.events():
             try:
                 if await guard.admit(app, event):
-                    await process(worker, event.message)
+                    with PROCESSING.labels(name).time():
+                        await process(worker, event.message)
                     guard.processed(event.message)
             except ShuttingDown:
                 logger.info("%s stopping with offset %d unprocessed; it will be read again", name, event.message.offset)

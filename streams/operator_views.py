@@ -1,15 +1,19 @@
-"""Our pages on the Faust worker's web server: readiness, partition assignment, table values, dead letters."""
+"""Our pages on the Faust worker's web server: readiness, partition assignment and lag, table values, the latest
+dead letters. Each answers JSON, or an HTML page to a browser (streams.operator_pages)."""
 
 import dataclasses
 import logging
 from typing import Any
 
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.app import Worker
 from streams.delivery import guard_of, recovery_completed
+from streams.operator_pages import answer
 from streams.state import (
     city_key,
     decode_item,
@@ -19,6 +23,9 @@ from streams.state import (
 )
 
 logger = logging.getLogger(__name__)
+
+DEAD_LETTERS_SHOWN = 20
+DEAD_LETTERS_MAX = 200
 
 
 def worker_ready(worker: Worker) -> tuple[bool, str]:
@@ -42,9 +49,26 @@ def register_operator_views(worker: Worker) -> None:
         media_type, _, _charset = CONTENT_TYPE_LATEST.partition(";")
         return self.bytes(generate_latest(), content_type=media_type)
 
+    @app.page("/feastflow/")
+    async def index(self: View, request: Request) -> Response:
+        document = {
+            "worker": worker.settings.worker_name,
+            "service": worker.service.value,
+            "views": {
+                "/feastflow/health/": "liveness",
+                "/feastflow/ready/": "readiness (503 until tables are recovered and no rebalance runs)",
+                "/feastflow/assignment/": "partitions held here, processed position, log end and lag",
+                "/feastflow/tables/{items|restaurants|pricing}/{city}/{id}/": "a table's value by key",
+                "/feastflow/dead-letters/?limit=N": "the latest dead letters with their reasons",
+                "/feastflow/replay/{partition}/{offset}/": "POST: process a catalog partition again from an offset",
+                "/metrics": "Prometheus metrics",
+            },
+        }
+        return answer(self, request, f"Feast Flow worker {worker.settings.worker_name}", document)
+
     @app.page("/feastflow/health/")
     async def health(self: View, request: Request) -> Response:
-        return self.json({"status": "alive"})
+        return answer(self, request, "Liveness", {"status": "alive"})
 
     @app.page("/feastflow/ready/")
     async def ready(self: View, request: Request) -> Response:
@@ -54,38 +78,55 @@ def register_operator_views(worker: Worker) -> None:
                 await worker.resources.redis.ping()
             except Exception as exc:
                 is_ready, reason = False, f"redis unreachable: {exc!r}"
-        return self.json({"ready": is_ready, "reason": reason}, status=200 if is_ready else 503)
+        return answer(self, request, "Readiness", {"ready": is_ready, "reason": reason}, 200 if is_ready else 503)
 
     @app.page("/feastflow/assignment/")
     async def assignment(self: View, request: Request) -> Response:
         consumer: Any = app.consumer
         guard = guard_of(app)
         partitions = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
-        return self.json(
-            {
-                "worker": worker.settings.worker_name,
-                "service": worker.service.value,
-                "group": app.conf.id,
-                "settings": {
-                    "fetch_max_wait_ms": worker.settings.fetch_max_wait_ms,
-                    "commit_interval_s": worker.settings.commit_interval_s,
-                    "max_poll_records": worker.settings.broker_max_poll_records,
-                },
-                "generation": app.consumer_generation_id,
-                "rewinds": guard.rewinds,
-                "partitions": [
-                    {
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "committed": consumer._committed_offset.get(tp),
-                        "read": consumer._read_offset.get(tp),
-                        "paused": tp in consumer._paused_partitions,
-                        "active": consumer._active_partitions is None or tp in consumer._active_partitions,
-                    }
-                    for tp in partitions
-                ],
-            }
-        )
+        try:
+            positions = await guard.positions(app)
+        except Exception as exc:  # mid-rebalance: show the assignment without positions
+            logger.debug("positions unavailable: %r", exc)
+            positions = {}
+        document = {
+            "worker": worker.settings.worker_name,
+            "service": worker.service.value,
+            "group": app.conf.id,
+            "settings": {
+                "fetch_max_wait_ms": worker.settings.fetch_max_wait_ms,
+                "commit_interval_s": worker.settings.commit_interval_s,
+                "max_poll_records": worker.settings.broker_max_poll_records,
+            },
+            "generation": app.consumer_generation_id,
+            "rewinds": guard.rewinds,
+            "total_lag": sum(end - next_offset for next_offset, end in positions.values()),
+            "partitions": [
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed": consumer._committed_offset.get(tp),
+                    "next_to_process": positions[tp][0] if tp in positions else None,
+                    "log_end": positions[tp][1] if tp in positions else None,
+                    "lag": positions[tp][1] - positions[tp][0] if tp in positions else None,
+                    "read": consumer._read_offset.get(tp),
+                    "paused": tp in consumer._paused_partitions,
+                    "active": consumer._active_partitions is None or tp in consumer._active_partitions,
+                }
+                for tp in partitions
+            ],
+        }
+        return answer(self, request, "Partition assignment and lag", document)
+
+    @app.page("/feastflow/dead-letters/")
+    async def dead_letters(self: View, request: Request) -> Response:
+        try:
+            limit = min(DEAD_LETTERS_MAX, max(1, int(request.query.get("limit", DEAD_LETTERS_SHOWN))))
+        except ValueError:
+            return self.json({"error": {"code": "invalid", "message": "limit must be a number"}}, status=400)
+        letters = await latest_dead_letters(worker, limit)
+        return answer(self, request, "Latest dead letters", {"count": len(letters), "dead_letters": letters})
 
     @app.page("/feastflow/replay/{partition}/{offset}/")
     class Replay(View):
@@ -112,9 +153,51 @@ def register_operator_views(worker: Worker) -> None:
         raw = source.get(key)
         if raw is None:
             return self.json({"error": {"code": "not_found", "message": "no such key here"}}, status=404)
-        record = decode(raw)
-        return self.json({"table": table, "key": key.decode(), "value": _plain(record)})
+        record: Any = decode(raw)
+        document = {"table": table, "key": key.decode(), "value": dataclasses.asdict(record)}
+        return answer(self, request, f"{table} {key.decode()}", document)
 
 
-def _plain(record: Any) -> Any:
-    return dataclasses.asdict(record)
+async def latest_dead_letters(worker: Worker, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` records of the dead-letter topic, newest first (read without joining any group)."""
+    topic = worker.dead_letter_topic.get_topic_name()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=worker.settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        # `feastflow topics` creates every topic with the configured partition count.
+        partitions = [TopicPartition(topic, p) for p in range(worker.settings.partitions)]
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(starts[tp], ends[tp] - limit))
+        letters: list[dict[str, Any]] = []
+        pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            if not batches:
+                break
+            for tp, records in batches.items():
+                letters.extend(_dead_letter_row(record) for record in records)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    letters.sort(key=lambda letter: str(letter.get("dead_lettered_at", "")), reverse=True)
+    return letters[:limit]
+
+
+def _dead_letter_row(record: Any) -> dict[str, Any]:
+    try:
+        document = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        document = {"reason": "unreadable dead letter", "value": record.value.decode(errors="replace")}
+    return {
+        "dead_lettered_at": document.get("dead_lettered_at"),
+        "reason": document.get("reason"),
+        "source": f"{document.get('topic')}[{document.get('partition')}]@{document.get('offset')}",
+        "key": document.get("key"),
+        "value": str(document.get("value", ""))[:500],
+    }

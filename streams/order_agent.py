@@ -5,7 +5,8 @@ While PostgreSQL is unreachable the agent retries with back-off and the commands
 """
 
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from models.errors import InvalidEvent
 from models.events import utc_now
@@ -13,11 +14,12 @@ from models.orders import PlaceOrder, decode_command, price_order
 from streams.app import Worker
 from streams.dead_letters import dead_letter
 from streams.guarded_agent import register_guarded_agent
-from streams.metrics import ORDER_DECISIONS
+from streams.metrics import ORDER_DECISIONS, POSTGRES_WRITES
 from streams.order_store import OrderStore, StoredOrder
 from streams.retry import retry_forever
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def register_order_agent(worker: Worker) -> None:
@@ -39,12 +41,14 @@ async def process_command(worker: Worker, message: Any) -> None:
         decision = price_order(worker.tables.view(city.code), command.restaurant_id, command.lines)
         now = utc_now()
         stored = await retry_forever(
-            "storing an order", lambda: store.place(command, decision, city.currency, now), worker.stopping
+            "storing an order",
+            lambda: _timed("order_place", store.place(command, decision, city.currency, now)),
+            worker.stopping,
         )
         outcome = stored.row["status"]
     else:
         stored_or_none, changed = await retry_forever(
-            "advancing an order", lambda: store.advance(command), worker.stopping
+            "advancing an order", lambda: _timed("order_advance", store.advance(command)), worker.stopping
         )
         if stored_or_none is None:
             await dead_letter(worker, message, f"status change for unknown order {command.order_id}")
@@ -54,7 +58,21 @@ async def process_command(worker: Worker, message: Any) -> None:
     if await _project(worker, stored) == "DUPLICATE":
         outcome = "duplicate"
     ORDER_DECISIONS.labels(outcome).inc()
-    logger.info("order %s", outcome, extra={"order_id": command.order_id, "city": city.code, "offset": message.offset})
+    logger.info(
+        "order %s",
+        outcome,
+        extra={
+            "order_id": command.order_id,
+            "city": city.code,
+            "offset": message.offset,
+            "request_id": getattr(command, "request_id", None),
+        },
+    )
+
+
+async def _timed(operation: str, write: Awaitable[T]) -> T:
+    with POSTGRES_WRITES.labels(operation).time():
+        return await write
 
 
 async def _project(worker: Worker, stored: StoredOrder) -> str:

@@ -5,6 +5,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from streams.metrics import RETRIES
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -25,6 +27,7 @@ async def retry_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            RETRIES.labels(what).inc()
             if stopping():
                 raise ShuttingDown(what) from exc
             logger.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)

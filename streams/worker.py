@@ -2,10 +2,12 @@
 
 import faust
 
+from feastflow.build import announce
 from feastflow.logs import logging_config
 from feastflow.settings import Settings
 from streams.app import Worker, create_app
 from streams.catalog_agent import register_catalog_agent
+from streams.gauges import register_gauge_sampler
 from streams.guarded_agent import register_stall_watchdog
 from streams.operator_views import register_operator_views
 from streams.order_agent import register_order_agent
@@ -15,6 +17,7 @@ from streams.read_model_watch import register_read_model_watch
 
 def build_worker(settings: Settings) -> Worker:
     worker = create_app(settings)
+    announce(worker.service.value)
     register_catalog_agent(worker)
     if worker.service.runs_orders:
         register_order_agent(worker)
@@ -23,6 +26,7 @@ def build_worker(settings: Settings) -> Worker:
         register_read_model_watch(worker)
     register_stall_watchdog(worker)
     register_operator_views(worker)
+    register_gauge_sampler(worker)
     return worker
 
 

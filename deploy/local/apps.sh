@@ -49,10 +49,12 @@ apps_up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
         FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME="$WORKER_NAME" -- worker
+    scrape_target worker worker "$WORKER_WEB_PORT"
     local port index=0
     for port in $API_PORTS; do
         index=$(( index + 1 ))
         start "api-$index" "http://127.0.0.1:$port/readyz" FEASTFLOW_API_PORT="$port" -- api
+        scrape_target api "api-$index" "$port"
     done
 }
 
@@ -62,6 +64,7 @@ apps_down() {
     for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/worker.pid; do
         stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "feastflow" 30
     done
+    forget_scrape_targets
 }
 
 apps_status() {

@@ -110,3 +110,15 @@ current_api_ports() {
         echo "8081 8082"
     fi
 }
+
+# scrape_target KIND UNIT PORT — tell the local Prometheus to scrape a unit (KIND: api or worker). It reads
+# the targets folder by file name pattern; the file is written whole and renamed into place.
+scrape_target() {
+    local kind="$1" unit="$2" port="$3" dir="$DATA_DIR/prometheus/targets"
+    mkdir -p "$dir"
+    printf '[{"targets": ["127.0.0.1:%s"], "labels": {"unit": "%s"}}]\n' "$port" "$unit" >"$dir/.$kind-$port.tmp"
+    mv -f "$dir/.$kind-$port.tmp" "$dir/$kind-$port.json"
+}
+
+# forget_scrape_targets — no unit runs any more: nothing to scrape.
+forget_scrape_targets() { rm -f "$DATA_DIR"/prometheus/targets/*.json; }

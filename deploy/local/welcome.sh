@@ -13,7 +13,8 @@ cat <<TEXT
 Feast Flow is up.
   gateway (customers, admins)  $gateway
   API pods                     $pods
-  worker operator views        http://127.0.0.1:$worker_port/feastflow/ready/
+  worker operator views        http://127.0.0.1:$worker_port/feastflow/
+  Prometheus                   http://127.0.0.1:${FEASTFLOW_PROMETHEUS_PORT:-9090}
   OpenAPI                      $gateway/v1/openapi.json
 
 Tokens:   .venv/bin/feastflow token --role admin      (or --role customer [--sub NAME])

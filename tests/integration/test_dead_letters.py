@@ -50,3 +50,17 @@ async def test_poison_records_are_dead_lettered_and_later_events_still_apply(
     for _key, _value, reason in POISON:
         assert any(r.startswith(reason) for r in reasons), (reason, reasons)
     assert any(letter["value"].endswith("not json") for letter in letters)
+
+    # The operator view shows the same letters, newest first, with their reasons; as JSON and as a page.
+    async with http.get(f"{stack.worker_url()}/feastflow/dead-letters/?limit=2") as response:
+        view = await response.json()
+    assert view["count"] == 2
+    assert [row["reason"] for row in view["dead_letters"]] == [
+        letter["reason"] for letter in sorted(letters, key=lambda x: x["dead_lettered_at"], reverse=True)[:2]
+    ]
+    assert all(row["source"].startswith(f"{stack.topic}[") for row in view["dead_letters"])
+    async with http.get(f"{stack.worker_url()}/feastflow/dead-letters/", headers={"Accept": "text/html"}) as response:
+        page = await response.text()
+    assert response.content_type == "text/html"
+    assert "<th>reason</th>" in page and "unknown city &#x27;zzz&#x27;" in page  # a table, its text escaped
+    assert page.count("<td><code>undecodable") == 2
