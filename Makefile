@@ -61,7 +61,7 @@ test: up
 	$(PY) -m pytest
 
 lint:
-	$(VENV)/bin/ruff check models streams api feastflow tests bench
+	$(VENV)/bin/ruff check models streams api feastflow tests bench deploy
 
 typecheck:
 	$(VENV)/bin/mypy
