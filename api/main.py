@@ -103,6 +103,8 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def run_api(settings: Settings) -> None:
+    if not settings.jwt_secret:
+        raise SystemExit("no signing secret: set FEASTFLOW_JWT_SECRET (make run generates one into .data/jwt-secret)")
     if settings.api_processes > 1:
         run_api_processes(settings)
     else:

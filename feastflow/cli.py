@@ -1,11 +1,42 @@
-"""The `feastflow` command: run a worker or an API pod, mint local tokens, create topics, migrate, seed."""
+"""The `feastflow` command: run a worker or an API pod, mint local tokens, create topics, migrate, seed, and
+deploy the local stack (rollout, rollback, releases, rehearse)."""
 
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from feastflow.logs import configure_logging
 from feastflow.settings import Settings
+
+if TYPE_CHECKING:
+    from feastflow.rollout import Guardrails
+
+
+def add_guardrail_arguments(command: argparse.ArgumentParser) -> None:
+    from feastflow.rollout import Guardrails
+
+    default = Guardrails()
+    command.add_argument("--ready-timeout-s", type=float, default=default.ready_timeout_s)
+    command.add_argument("--bake-s", type=float, default=default.bake_s, help="a new unit must stay up this long")
+    command.add_argument("--watch-s", type=float, default=default.watch_s, help="objectives watched after the roll")
+    command.add_argument("--max-error-ratio", type=float, default=default.max_error_ratio)
+    command.add_argument("--max-freshness-s", type=float, default=default.max_freshness_s)
+    command.add_argument("--prometheus", default=default.prometheus, help="where to read the objectives")
+    command.add_argument("--no-objectives", action="store_true", help="do not read Prometheus (liveness only)")
+
+
+def guardrails_from(args: argparse.Namespace) -> "Guardrails":
+    from feastflow.rollout import Guardrails
+
+    return Guardrails(
+        ready_timeout_s=args.ready_timeout_s,
+        bake_s=args.bake_s,
+        watch_s=args.watch_s,
+        max_error_ratio=args.max_error_ratio,
+        max_freshness_s=args.max_freshness_s,
+        prometheus=None if args.no_objectives else args.prometheus,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     version.add_argument("--ref", help="a git ref to roll to (default: this checkout as it is)")
     version.add_argument("--path", help="another checkout to roll to")
     roll.add_argument("--only", choices=["api", "worker"], help="roll only these units")
+    add_guardrail_arguments(roll)
+    back = commands.add_parser("rollback", help="return the local stack to an earlier release, with zero downtime")
+    back.add_argument("--to", type=int, help="release number (default: the last good one before the current)")
+    add_guardrail_arguments(back)
+    commands.add_parser("releases", help="the local stack's release history")
     rehearse = commands.add_parser("rehearse", help="traffic against the local stack while every unit is rolled")
     rehearse.add_argument("--clients", type=int, default=500, help="SSE menu clients")
     rehearse.add_argument("--rolls", type=int, default=2, help="how many times every unit is rolled")
@@ -82,14 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         published = asyncio.run(run_seed(args.url, token_value, SeedPlan(tuple(args.cities.split(",")))))
         print(f"seeded: {published}")
         return 0
-    if args.command == "rollout":
-        from feastflow.rollout import RolloutFailed, rollout
+    if args.command in ("rollout", "rollback"):
+        from feastflow.rollout import RolloutFailed, rollback, rollout
 
+        guard = guardrails_from(args)
         try:
-            asyncio.run(rollout(settings, args.ref, args.path, args.only))
+            if args.command == "rollout":
+                asyncio.run(rollout(settings, args.ref, args.path, args.only, guard))
+            else:
+                asyncio.run(rollback(settings, args.to, guard))
         except RolloutFailed as failure:
-            print(f"rollout failed: {failure}", file=sys.stderr)
+            print(f"{args.command} failed: {failure}", file=sys.stderr)
             return 1
+        return 0
+    if args.command == "releases":
+        from feastflow.releases import ReleaseHistory, print_releases
+
+        print_releases(ReleaseHistory(settings.data_dir).all())
         return 0
     if args.command == "rehearse":
         from feastflow.rehearsal import Sizes, print_report

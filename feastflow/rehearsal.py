@@ -8,10 +8,12 @@ that never reached a decision or have other than one row.
 """
 
 import asyncio
+import functools
 import itertools
 import random
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ import aiohttp
 import aiopg
 
 from api.auth import Role, issue_token
-from feastflow.rollout import LocalStack, Say, resolve_code, roll_api_pods, roll_worker
+from feastflow.rollout import Say, rollout
 from feastflow.settings import Settings
 
 CITY = "blr"
@@ -280,7 +282,14 @@ async def prepare(gateway: str, token: str) -> None:
     await asyncio.sleep(2)
 
 
-async def rehearse(settings: Settings, sizes: Sizes, gateway: str = "http://127.0.0.1:8080") -> dict[str, Any]:
+Deploy = Callable[[], Awaitable[object]]
+
+
+async def rehearse(
+    settings: Settings, sizes: Sizes, gateway: str = "http://127.0.0.1:8080", deploy: Deploy | None = None
+) -> dict[str, Any]:
+    """Traffic against the local stack while it is deployed: `sizes.rolls` rollouts of this checkout, or the
+    given `deploy` (a rollout expected to fail, a rollback...). The report counts every failure and loss."""
     say = Say()
     admin = issue_token(settings.jwt_secret, Role.ADMIN, "rehearsal")
     await prepare(gateway, admin)
@@ -295,13 +304,12 @@ async def rehearse(settings: Settings, sizes: Sizes, gateway: str = "http://127.
     tasks.append(asyncio.create_task(place_orders(gateway, settings.jwt_secret, ledger, stop)))
     traffic_started = time.perf_counter()
     await asyncio.sleep(5)
-    stack, code = LocalStack(settings), resolve_code(settings, None, None)
     started = time.perf_counter()
-    for roll in range(sizes.rolls):
+    deploys: list[Deploy] = [deploy] if deploy else [functools.partial(rollout, settings, None, None)] * sizes.rolls
+    for number, run in enumerate(deploys, start=1):
         ledger.rolling = True
-        say(f"roll {roll + 1} of {sizes.rolls}")
-        await roll_api_pods(stack, code, say)
-        await roll_worker(stack, code, say)
+        say(f"deploy {number} of {len(deploys)}")
+        await run()
         ledger.rolling = False
         await asyncio.sleep(5)
     rolled_s = time.perf_counter() - started

@@ -1,16 +1,26 @@
-"""A rolling deploy of the local stack, done the way a Deployment with maxSurge 1, maxUnavailable 0 does it.
+"""A rolling deploy of the local stack, done the way a Deployment with maxSurge 1, maxUnavailable 0 does it,
+with automatic rollback.
 
-For each API pod: start its successor on a fresh port, wait until it is ready, put it in the gateway and take
-the old one out, then SIGTERM the old one (it drains: SSE clients are told to reconnect, in-flight requests
-finish) and wait for it to exit. For the worker: start a successor under a new member name, wait until its
-tables are recovered and it is ready, then SIGTERM the old one, which commits and leaves the group so the
-successor takes its partitions over; events arriving meanwhile wait in Kafka.
+For each API pod: start its successor on a fresh port, wait until it is ready (within a deadline), bake it —
+for a few seconds it must stay up and answer real reads on its own port before any customer reaches it — then
+put it in the gateway, take the old one out, SIGTERM the old one (it drains: SSE clients are told to
+reconnect, in-flight requests finish) and wait for it to exit. For the worker: start a successor under a new
+member name, wait until its tables are recovered and it is ready, bake it, then SIGTERM the old one, which
+commits and leaves the group so the successor takes its partitions over; events wait in Kafka meanwhile.
+After the last unit the service objectives (error ratio, change freshness) are watched in the local
+Prometheus for a while, and the new units must stay up.
+
+If anything fails — a unit not ready in time, crashing, failing its reads, the objectives degrading — the
+rollout stops, puts the previous version back on every unit it had replaced (the same zero-downtime steps),
+marks the release failed with the reason, and exits non-zero. Every rollout and rollback is a numbered
+release (feastflow.releases); `feastflow rollback [--to N]` returns to an earlier one.
 
 The code to roll to is the current checkout, another checkout (`--path`), or a git ref (`--ref`, checked out
 into the data folder). Pods run it with this checkout's virtualenv.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +35,8 @@ from pathlib import Path
 
 import aiohttp
 
+from api.auth import Role, issue_token
+from feastflow.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
 from feastflow.settings import REPO_ROOT, Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +48,26 @@ GATEWAY_DRAIN_S = 7.0
 
 class RolloutFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What a new version must show before and after customers reach it."""
+
+    ready_timeout_s: float = READY_TIMEOUT_S
+    bake_s: float = 5.0  # up and answering on its own port before it is routed (or before the old worker stops)
+    watch_s: float = 15.0  # after the last unit: the objectives must hold and the new units stay up this long
+    max_error_ratio: float = 0.01  # 5xx share of API requests over the last minute
+    max_freshness_s: float = 10.0  # p99 change freshness over the last minute; a worker handover pauses it ~4 s
+    prometheus: str | None = "http://127.0.0.1:9090"  # None: objectives are not watched (and the rollout says so)
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A unit the rollout replaced: what it ran before, to put it back."""
+
+    name: str  # api-1, api-2, worker
+    previous_code: Path
 
 
 @dataclass(frozen=True)
@@ -99,7 +131,8 @@ class LocalStack:
 
         `-P` keeps the working directory off sys.path, so PYTHONPATH decides which code runs.
         """
-        env = {**os.environ, **extra_env, "PYTHONPATH": str(code)}
+        # The data folder (its signing secret, logs, run files) is this stack's whatever code runs.
+        env = {**os.environ, "FEASTFLOW_DATA": str(self.settings.data_dir), **extra_env, "PYTHONPATH": str(code)}
         log = str(self.log_dir / f"{name}.log")
         return os.posix_spawn(
             sys.executable,
@@ -181,6 +214,13 @@ class LocalStack:
             return {}
         return dict(line.split("=", 1) for line in saved.read_text().split() if "=" in line)
 
+    def admin_headers(self) -> dict[str, str]:
+        token = issue_token(self.settings.jwt_secret, Role.ADMIN, "rollout", ttl_s=600)
+        return {"Authorization": f"Bearer {token}"}
+
+    def pid_of(self, name: str) -> int | None:
+        return self._pid(name)
+
     def _pid(self, name: str) -> int | None:
         try:
             pid = int((self.run_dir / f"{name}.pid").read_text().strip())
@@ -207,8 +247,8 @@ def free_port(avoid: set[int]) -> int:
     raise RolloutFailed("no free port between 8090 and 8199")
 
 
-async def wait_ready(url: str, pid: int, name: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+async def wait_ready(url: str, pid: int, name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             if not _alive(pid):
@@ -220,11 +260,34 @@ async def wait_ready(url: str, pid: int, name: str) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.25)
-    raise RolloutFailed(f"{name} was not ready within {READY_TIMEOUT_S:.0f}s")
+    raise RolloutFailed(f"{name} was not ready within {timeout_s:.0f}s")
+
+
+async def bake(
+    pid: int, name: str, base: str, expected: dict[str, int], seconds: float, headers: dict[str, str] | None = None
+) -> None:
+    """The new unit must stay alive and answer every path as expected, again and again, for `seconds`."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession(base, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            for path, wanted in expected.items():
+                if not _alive(pid):
+                    raise RolloutFailed(f"{name} exited {time.monotonic() - started:.1f}s after it was ready")
+                try:
+                    async with session.get(path) as response:
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise RolloutFailed(f"{name} did not answer GET {path}: {exc!r}") from None
+                if status != wanted:
+                    raise RolloutFailed(f"{name} answered {status} to GET {path} (expected {wanted})")
+            if time.monotonic() - started >= seconds:
+                return
+            await asyncio.sleep(0.5)
 
 
 async def stop_gracefully(pid: int, name: str) -> None:
-    os.killpg(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + EXIT_TIMEOUT_S
     while _alive(pid):
         if time.monotonic() > deadline:
@@ -234,41 +297,150 @@ async def stop_gracefully(pid: int, name: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def roll_api_pods(stack: LocalStack, code: Path, say: "Say") -> None:
-    units = stack.api_units()
-    ports = [unit.port for unit in units]
-    for unit in units:
-        port = free_port(set(ports))
-        pid = stack.start(unit.name, "api", code, {"FEASTFLOW_API_PORT": str(port)})
-        await wait_ready(f"http://127.0.0.1:{port}/readyz", pid, f"new {unit.name}")
-        stack.scrape("api", unit.name, port)
-        say(f"{unit.name}: new pod ready on :{port} (pid {pid})")
-        ports = [port if p == unit.port else p for p in ports]
-        await stack.route_gateway_to(ports)
-        stack.record(unit.name, pid)
-        stack.record_api_ports(ports)
-        say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
-        await stop_gracefully(unit.pid, f"old {unit.name}")
-        stack.unscrape("api", unit.port)
-        say(f"{unit.name}: old pod (pid {unit.pid}) exited")
+def code_of(pid: int) -> Path:
+    """The checkout a running unit runs: its PYTHONPATH (set by rollouts), else this checkout (set by make run)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return REPO_ROOT
+    paths = [entry.removeprefix(b"PYTHONPATH=").decode() for entry in environ if entry.startswith(b"PYTHONPATH=")]
+    return Path(paths[0]) if paths and paths[0] else REPO_ROOT
 
 
-async def roll_worker(stack: LocalStack, code: Path, say: "Say") -> None:
+def api_checks(settings: Settings) -> dict[str, int]:
+    """Reads a new API pod must answer before customers reach it: probes, public reads, and an authenticated
+    admin read (a pod that cannot verify tokens would fail every admin change and order)."""
+    return {
+        "/readyz": 200,
+        "/v1/cities": 200,
+        f"/v1/cities/{settings.city_codes[0]}/menu": 200,
+        "/v1/admin/events/rollout-check": 404,
+    }
+
+
+async def replace_api_pod(stack: LocalStack, unit: Unit, code: Path, guard: Guardrails, say: "Say") -> Replaced:
+    previous = code_of(unit.pid)
+    ports = [u.port for u in stack.api_units()]
+    port = free_port(set(ports))
+    pid = stack.start(unit.name, "api", code, {"FEASTFLOW_API_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(f"{base}/readyz", pid, f"new {unit.name}", guard.ready_timeout_s)
+        await bake(pid, f"new {unit.name}", base, api_checks(stack.settings), guard.bake_s, stack.admin_headers())
+    except RolloutFailed:
+        await stop_gracefully(pid, f"new {unit.name}")  # never routed: no customer ever reached it
+        raise
+    stack.scrape("api", unit.name, port)
+    say(f"{unit.name}: new pod ready and baked on :{port} (pid {pid})")
+    ports = [port if p == unit.port else p for p in ports]
+    await stack.route_gateway_to(ports)
+    stack.record(unit.name, pid)
+    stack.record_api_ports(ports)
+    say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
+    await stop_gracefully(unit.pid, f"old {unit.name}")
+    stack.unscrape("api", unit.port)
+    say(f"{unit.name}: old pod (pid {unit.pid}) exited")
+    return Replaced(unit.name, previous)
+
+
+async def roll_api_pods(
+    stack: LocalStack, code: Path, say: "Say", guard: Guardrails | None = None, replaced: list[Replaced] | None = None
+) -> None:
+    for unit in stack.api_units():
+        done = await replace_api_pod(stack, unit, code, guard or Guardrails(), say)
+        if replaced is not None:
+            replaced.append(done)
+
+
+async def roll_worker(
+    stack: LocalStack, code: Path, say: "Say", guard: Guardrails | None = None, replaced: list[Replaced] | None = None
+) -> None:
+    guard = guard or Guardrails()
     unit, name = stack.worker_unit()
+    previous = code_of(unit.pid)
     successor = _next_name(name)
     port = unit.port + 1 if unit.port < 6075 else 6066
     pid = stack.start(
         "worker", "worker", code, {"FEASTFLOW_WORKER_NAME": successor, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
     )
-    await wait_ready(f"http://127.0.0.1:{port}/feastflow/ready/", pid, f"worker {successor}")
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/feastflow/ready/", pid, f"worker {successor}", guard.ready_timeout_s)
+        # Readiness flips while the group rebalances onto the newcomer; liveness must hold throughout.
+        await bake(pid, f"worker {successor}", f"http://127.0.0.1:{port}", {"/feastflow/health/": 200}, guard.bake_s)
+    except RolloutFailed:
+        await stop_gracefully(pid, f"worker {successor}")  # the old worker never stopped: it takes its partitions back
+        shutil.rmtree(stack.settings.data_dir / "workers" / successor, ignore_errors=True)
+        raise
     stack.scrape("worker", "worker", port)
-    say(f"worker: {successor} ready on :{port} (pid {pid}); stopping {name}")
+    say(f"worker: {successor} ready and baked on :{port} (pid {pid}); stopping {name}")
     stack.record("worker", pid)
     stack.record_worker(successor, port)
     await stop_gracefully(unit.pid, f"worker {name}")
     stack.unscrape("worker", unit.port)
     shutil.rmtree(stack.settings.data_dir / "workers" / name, ignore_errors=True)  # its tables live in changelogs
     say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")
+    if replaced is not None:
+        replaced.append(Replaced("worker", previous))
+
+
+async def watch_objectives(stack: LocalStack, replaced: list[Replaced], guard: Guardrails, say: "Say") -> None:
+    """For `watch_s`: every replaced unit stays up, and the objectives hold in the local Prometheus."""
+    if guard.watch_s <= 0 or not replaced:
+        return
+    if guard.prometheus is None:
+        say("objectives NOT watched (no Prometheus given); only the units' liveness is checked")
+    pids = {r.name: stack.pid_of(r.name) for r in replaced}
+    deadline = time.monotonic() + guard.watch_s
+    worst = {"error_ratio": 0.0, "freshness_p99_s": 0.0}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while time.monotonic() < deadline:
+            for name, pid in pids.items():
+                if pid is None or not _alive(pid):
+                    raise RolloutFailed(f"{name} exited after it took traffic")
+            if guard.prometheus is not None:
+                error_ratio = await _query(session, guard.prometheus, "feastflow:api_errors:ratio_rate1m")
+                freshness = await _query(session, guard.prometheus, "feastflow:freshness_seconds:p99_1m")
+                worst["error_ratio"] = max(worst["error_ratio"], error_ratio or 0.0)
+                worst["freshness_p99_s"] = max(worst["freshness_p99_s"], freshness or 0.0)
+                if error_ratio is not None and error_ratio > guard.max_error_ratio:
+                    raise RolloutFailed(f"API error ratio {error_ratio:.1%} > {guard.max_error_ratio:.1%} (Prometheus)")
+                if freshness is not None and freshness > guard.max_freshness_s:
+                    limit = guard.max_freshness_s
+                    raise RolloutFailed(f"change freshness p99 {freshness:.2f}s > {limit:.2f}s (Prometheus)")
+            await asyncio.sleep(2.5)
+    say(
+        f"objectives held for {guard.watch_s:.0f}s: worst error ratio {worst['error_ratio']:.2%}, "
+        f"worst freshness p99 {worst['freshness_p99_s'] * 1000:.0f} ms"
+    )
+
+
+async def _query(session: aiohttp.ClientSession, prometheus: str, promql: str) -> float | None:
+    """One instant value; None when the series has no data (no traffic). Unreachable Prometheus fails the
+    rollout: a guardrail that cannot look is not a guardrail."""
+    try:
+        async with session.get(f"{prometheus}/api/v1/query", params={"query": promql}) as response:
+            body = await response.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RolloutFailed(f"cannot read the objectives from Prometheus at {prometheus}: {exc!r}") from None
+    if body.get("status") != "success":
+        raise RolloutFailed(f"Prometheus refused {promql}: {body.get('error')}")
+    result = body["data"]["result"]
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: no requests or no changes in the window
+
+
+async def restore(stack: LocalStack, replaced: list[Replaced], say: "Say") -> None:
+    """Put the previous version back on every replaced unit, newest first, with the same zero-downtime steps."""
+    guard = Guardrails(bake_s=0.0, watch_s=0.0)
+    for done in reversed(replaced):
+        if done.name == "worker":
+            await roll_worker(stack, done.previous_code, say, guard)
+        else:
+            unit = next(u for u in stack.api_units() if u.name == done.name)
+            await replace_api_pod(stack, unit, done.previous_code, guard, say)
+        say(f"{done.name}: back on {done.previous_code}")
 
 
 def _next_name(name: str) -> str:
@@ -281,13 +453,58 @@ class Say:
         print(f"rollout: {line}", flush=True)
 
 
-async def rollout(settings: Settings, ref: str | None, path: str | None, only: str | None = None) -> None:
+async def rollout(
+    settings: Settings,
+    ref: str | None,
+    path: str | None,
+    only: str | None = None,
+    guard: Guardrails | None = None,
+) -> Release:
     code = resolve_code(settings, ref, path)
+    return await deploy(settings, "rollout", code, ref, only, guard or Guardrails())
+
+
+async def rollback(settings: Settings, to: int | None = None, guard: Guardrails | None = None) -> Release:
+    """Return the stack to an earlier release: by default the last good one before the current one."""
+    history = ReleaseHistory(settings.data_dir)
+    current = history.last_good()
+    target = history.get(to) if to is not None else history.last_good(before=current.number if current else None)
+    if target is None:
+        raise RolloutFailed(f"no release {to} in the history" if to else "no earlier good release to go back to")
+    if to is not None and target.outcome != SUCCEEDED:
+        raise RolloutFailed(f"release {to} is {target.outcome}; roll back to a release that succeeded")
+    code = Path(target.code)
+    if not (code / "feastflow" / "cli.py").exists():
+        raise RolloutFailed(f"release {target.number}'s code at {code} is gone")
+    return await deploy(settings, "rollback", code, f"release {target.number}", None, guard or Guardrails())
+
+
+async def deploy(
+    settings: Settings, kind: str, code: Path, ref: str | None, only: str | None, guard: Guardrails
+) -> Release:
     say = Say()
-    say(f"rolling to {code}")
     stack = LocalStack(settings)
-    if only in (None, "api"):
-        await roll_api_pods(stack, code, say)
-    if only in (None, "worker"):
-        await roll_worker(stack, code, say)
-    say("done")
+    history = ReleaseHistory(settings.data_dir)
+    units = stack.api_units() if only != "worker" else []
+    history.ensure_baseline(code_of(units[0].pid) if units else code_of(stack.worker_unit()[0].pid))
+    release = history.begin(kind, code, ref)
+    say(f"release {release.number} ({kind}): rolling to {code} ({release.version})")
+    replaced: list[Replaced] = []
+    try:
+        if only in (None, "api"):
+            await roll_api_pods(stack, code, say, guard, replaced)
+        if only in (None, "worker"):
+            await roll_worker(stack, code, say, guard, replaced)
+        await watch_objectives(stack, replaced, guard, say)
+    except RolloutFailed as failure:
+        say(f"FAILED: {failure}; putting the previous version back on {len(replaced)} replaced unit(s)")
+        try:
+            await restore(stack, replaced, say)
+        except RolloutFailed as second:
+            history.finish(release, FAILED, f"{failure}; and the rollback failed too: {second}")
+            raise RolloutFailed(f"release {release.number} failed ({failure}); its rollback too: {second}") from second
+        history.finish(release, FAILED, str(failure))
+        raise RolloutFailed(f"release {release.number} failed and was rolled back: {failure}") from failure
+    finished = history.finish(release, SUCCEEDED)
+    say(f"release {release.number} succeeded")
+    return finished
