@@ -53,8 +53,17 @@ def load_manifests(text: str) -> list[Manifest]:
 
 def helm_template(environment: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return run(
-        [tool("helm"), "template", "feastflow", str(CHART), "-f", str(CHART / f"values-{environment}.yaml"),
-         "--kube-version", kube_version(), *extra]
+        [
+            tool("helm"),
+            "template",
+            "feastflow",
+            str(CHART),
+            "-f",
+            str(CHART / f"values-{environment}.yaml"),
+            "--kube-version",
+            kube_version(),
+            *extra,
+        ]
     )
 
 

@@ -56,8 +56,12 @@ def test_a_digest_wins_over_the_tag() -> None:
     digest = "sha256:" + "ab" * 32
     result = helm_template("staging", "--set", f"image.digest={digest}")
     assert result.returncode == 0, result.stderr
-    images = {c["image"] for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] in ("Deployment", "Job")
-              for c in containers(doc)}
+    images = {
+        c["image"]
+        for doc in yaml.safe_load_all(result.stdout)
+        if doc and doc["kind"] in ("Deployment", "Job")
+        for c in containers(doc)
+    }
     assert images == {f"registry.example.com/feastflow/feastflow@{digest}"}
 
 
@@ -220,15 +224,17 @@ def test_the_service_monitor_finds_every_service_by_a_named_port(rendered: dict[
 
 
 def test_config_changes_roll_the_pods(env: Rendered) -> None:
-    before = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-              for d in env.of_kind("Deployment")}
+    before = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for d in env.of_kind("Deployment")
+    }
     result = helm_template(env.environment, "--set", "config.partitions=7")
     assert result.returncode == 0, result.stderr
     for doc in yaml.safe_load_all(result.stdout):
         if doc and doc["kind"] == "Deployment":
-            assert doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != before[
-                doc["metadata"]["name"]
-            ]
+            assert (
+                doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != before[doc["metadata"]["name"]]
+            )
 
 
 def test_component_labels_are_the_ones_the_policies_select(env: Rendered) -> None:

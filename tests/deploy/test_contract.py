@@ -63,7 +63,8 @@ def _api_route_path(handler: Callable[..., Any]) -> str:
     app = web.Application()
     setup_routes(app)
     paths = [
-        r.resource.canonical for r in app.router.routes()
+        r.resource.canonical
+        for r in app.router.routes()
         if r.handler is handler and r.method == "GET" and r.resource is not None
     ]
     assert len(paths) == 1
@@ -135,8 +136,11 @@ def test_workers_listen_on_every_interface_in_the_cluster(env: Rendered, tmp_pat
 
 
 def _egress_ports(env: Rendered, pod_component: str) -> set[int]:
-    (policy,) = [p for p in env.of_kind("NetworkPolicy")
-                 if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == pod_component]
+    (policy,) = [
+        p
+        for p in env.of_kind("NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == pod_component
+    ]
     return {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"] if p["protocol"] == "TCP"}
 
 
@@ -154,8 +158,11 @@ def test_network_policies_let_pods_reach_the_endpoints_they_are_configured_with(
 
 def test_network_policies_admit_the_ingress_controller_and_prometheus_on_the_serving_ports(env: Rendered) -> None:
     for deployment in env.of_kind("Deployment"):
-        (policy,) = [p for p in env.of_kind("NetworkPolicy")
-                     if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component(deployment)]
+        (policy,) = [
+            p
+            for p in env.of_kind("NetworkPolicy")
+            if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component(deployment)
+        ]
         (container,) = containers(deployment)
         admitted = {_port_number(container, p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"]}
         served = {p["containerPort"] for p in container["ports"]}

@@ -56,8 +56,11 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
 
 
 def test_the_build_context_leaves_out_local_state_and_secrets() -> None:
-    rules = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    rules = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert rules[0] == "**"  # deny everything, then allow what the image needs
     allowed = [rule[1:] for rule in rules if rule.startswith("!")]
     for local in (".data", ".venv", ".git", "tests", "deploy"):

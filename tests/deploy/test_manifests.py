@@ -32,8 +32,11 @@ def test_plain_manifests_match_the_kubernetes_schemas() -> None:
 
 def test_the_schema_check_rejects_an_unknown_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-                                   "spec": {"portz": [{"port": 80}]}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"portz": [{"port": 80}]}}
+        )
+    )
     result = run([tool("kubernetes-validate"), "-k", kube_version(), "--strict", "--quiet", str(bad)])
     assert result.returncode != 0
 
@@ -79,8 +82,12 @@ def test_security_scan_finds_nothing_unexplained(target: tuple[str, ...]) -> Non
 
 
 def test_security_scan_flags_a_privileged_pod(tmp_path: Path) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"},
-           "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "x"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]},
+    }
     (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
     results = _checkov("--directory", str(tmp_path), "--framework", "kubernetes")
     failed = {c["check_id"] for c in results["failed_checks"]}

@@ -62,8 +62,9 @@ def test_ci_runs_the_suite_on_real_services_without_starting_its_own() -> None:
     assert test_job["env"]["FEASTFLOW_INFRA"] == "external"
     assert any(step.get("run") == "make test" for step in test_job["steps"])
     # The Makefile really skips infra.sh when told.
-    dry_run = subprocess.run(["make", "-n", "up", "FEASTFLOW_INFRA=external"], capture_output=True, text=True,
-                             cwd=REPO, check=True).stdout
+    dry_run = subprocess.run(
+        ["make", "-n", "up", "FEASTFLOW_INFRA=external"], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
     assert "infra.sh up" not in dry_run
     assert "infra.sh up" in subprocess.run(["make", "-n", "up"], capture_output=True, text=True, cwd=REPO).stdout
 
@@ -128,8 +129,10 @@ def values_copy(tmp_path: Path) -> Path:
 
 
 def _set_image(chart: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    code = (f"import sys; sys.path.insert(0, {str(SET_IMAGE.parent)!r}); import set_image; from pathlib import Path; "
-            f"print(set_image.set_image(Path({str(chart / 'values-staging.yaml')!r}), *sys.argv[1:]))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(SET_IMAGE.parent)!r}); import set_image; from pathlib import Path; "
+        f"print(set_image.set_image(Path({str(chart / 'values-staging.yaml')!r}), *sys.argv[1:]))"
+    )
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
 
 
@@ -143,11 +146,25 @@ def test_set_image_points_the_chart_at_the_digest_and_keeps_the_file(values_copy
     assert [line for line in before.splitlines() if line.startswith("#")] == [
         line for line in after.splitlines() if line.startswith("#")
     ]
-    rendered = run([tool("helm"), "template", "feastflow", str(values_copy), "-f",
-                    str(values_copy / "values-staging.yaml"), "--kube-version", "1.33.0"])
+    rendered = run(
+        [
+            tool("helm"),
+            "template",
+            "feastflow",
+            str(values_copy),
+            "-f",
+            str(values_copy / "values-staging.yaml"),
+            "--kube-version",
+            "1.33.0",
+        ]
+    )
     assert rendered.returncode == 0, rendered.stderr
-    images = {c["image"] for d in load_manifests(rendered.stdout) if d["kind"] in ("Deployment", "Job")
-              for c in d["spec"]["template"]["spec"]["containers"]}
+    images = {
+        c["image"]
+        for d in load_manifests(rendered.stdout)
+        if d["kind"] in ("Deployment", "Job")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
     assert images == {f"ghcr.io/acme/feastflow@{digest}"}
     again = _set_image(values_copy, "ghcr.io/acme/feastflow", "sha256:" + "2e" * 32, commit)
     assert again.stdout.strip() == f"ghcr.io/acme/feastflow@{digest}"  # what a rollback goes back to
@@ -219,6 +236,7 @@ def test_smoke_passes_against_the_local_gateway() -> None:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8080)) != 0:
             pytest.skip("no local gateway on 127.0.0.1:8080 (make test starts one)")
-    result = subprocess.run([sys.executable, str(SMOKE), "http://127.0.0.1:8080", "--timeout", "30"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(SMOKE), "http://127.0.0.1:8080", "--timeout", "30"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
