@@ -103,7 +103,8 @@ $(ACTIONLINT):
 	@command -v go >/dev/null || { echo "deploy-tools: Go is needed to build actionlint (go install)" >&2; exit 1; }
 	GOBIN=$(@D) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-$(TOOLS_VENV)/.installed: $(TOOLS_LOCK)
+# The lock's hash is in the virtualenv's name, so a changed lock makes a new one.
+$(TOOLS_VENV)/.installed:
 	@test -x $(TOOLS_VENV)/bin/python || python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r $(TOOLS_LOCK)
 	@touch $@
