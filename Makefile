@@ -7,13 +7,14 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: help deps up run stop status test lint typecheck check bench rollout token-admin token-customer logs
+.PHONY: help deps up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
 	@echo "make stop   - stop everything make run started"
 	@echo "make test   - the same set-up, then the whole test suite"
 	@echo "make check  - ruff and mypy --strict"
+	@echo "make deploy-tools - helm, actionlint, kubernetes-validate, checkov, hadolint for tests/deploy (cached)"
 	@echo "make rollout [REF=git-ref] - rolling deploy of the running stack, one unit at a time"
 	@echo "make bench  - the menu latency and order throughput benchmarks (print tables)"
 
@@ -30,8 +31,12 @@ $(DATA)/jwt-secret:
 	@$(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $@
 	@chmod 600 $@
 
+# FEASTFLOW_INFRA=external: Kafka, Redis and PostgreSQL are already running on their local ports
+# (CI's service containers), so infra.sh does not install or start them.
 up: deps $(DATA)/jwt-secret
+ifneq ($(FEASTFLOW_INFRA),external)
 	deploy/local/infra.sh up
+endif
 	$(FEASTFLOW) topics
 	$(FEASTFLOW) migrate
 	deploy/local/apps.sh up
@@ -57,8 +62,8 @@ status:
 	-deploy/local/gateway.sh status
 	-deploy/local/prometheus.sh status
 
-test: up
-	$(PY) -m pytest
+test: up deploy-tools
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check models streams api feastflow tests bench deploy
@@ -80,3 +85,39 @@ token-admin:
 
 token-customer:
 	@$(FEASTFLOW) token --role customer
+
+# Tools of the deploy checks (tests/deploy), pinned. They are built or installed once into a cache that
+# every checkout on the machine shares, and linked into $(DATA)/tools/bin, where the tests look.
+DEPLOY_TOOLS ?= $(HOME)/.cache/feastflow/deploy-tools
+HELM_VERSION := v3.22.0
+ACTIONLINT_VERSION := v1.7.12
+HELM := $(DEPLOY_TOOLS)/helm-$(HELM_VERSION)/helm
+ACTIONLINT := $(DEPLOY_TOOLS)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+TOOLS_LOCK := deploy/tools/requirements.txt
+TOOLS_VENV := $(DEPLOY_TOOLS)/venv-$(firstword $(shell sha256sum $(TOOLS_LOCK) | cut -c1-16))
+TOOLS_BIN := $(DATA)/tools/bin
+export DEPLOY_TOOLS_BIN := $(TOOLS_BIN)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "deploy-tools: Go is needed to build helm (go install)" >&2; exit 1; }
+	GOBIN=$(@D) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(ACTIONLINT):
+	@command -v go >/dev/null || { echo "deploy-tools: Go is needed to build actionlint (go install)" >&2; exit 1; }
+	GOBIN=$(@D) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+# The lock's hash is in the virtualenv's name, so a changed lock makes a new one.
+$(TOOLS_VENV)/.installed:
+	@test -x $(TOOLS_VENV)/bin/python || python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r $(TOOLS_LOCK)
+	@touch $@
+
+# helm alone, for the CD workflow's re-render of deploy/k8s.
+helm: $(HELM)
+	@mkdir -p $(TOOLS_BIN)
+	@ln -sf $(HELM) $(TOOLS_BIN)/
+
+deploy-tools: $(HELM) $(ACTIONLINT) $(TOOLS_VENV)/.installed
+	@mkdir -p $(TOOLS_BIN)
+	@ln -sf $(HELM) $(ACTIONLINT) $(TOOLS_BIN)/
+	@ln -sf $(addprefix $(TOOLS_VENV)/bin/,checkov kubernetes-validate hadolint shellcheck) $(TOOLS_BIN)/

@@ -1,0 +1,170 @@
+"""The deploy checks: the chart rendered for each environment by deploy/k8s/render.sh, and the pinned tools
+`make deploy-tools` installs (found in $DEPLOY_TOOLS_BIN, else .data/tools/bin)."""
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from feastflow.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "feastflow"
+RENDER_SCRIPT = REPO / "deploy" / "k8s" / "render.sh"
+ENVIRONMENTS = ("staging", "production")
+WORKLOAD_KINDS = ("Deployment", "Job")
+
+Manifest = dict[str, Any]
+
+
+def tools_bin() -> Path:
+    return Path(os.environ.get("DEPLOY_TOOLS_BIN", REPO / ".data" / "tools" / "bin"))
+
+
+def tool(name: str) -> str:
+    path = tools_bin() / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {tools_bin()}: run `make deploy-tools`")
+    return str(path)
+
+
+def run(command: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a tool with the deploy tools first on PATH (actionlint finds shellcheck there)."""
+    env = {**os.environ, "PATH": f"{tools_bin()}:{os.environ['PATH']}", **kwargs.pop("env", {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, **kwargs)
+
+
+def kube_version() -> str:
+    """The cluster version the manifests are rendered for, and validated against: render.sh's."""
+    found = re.search(r'^KUBE_VERSION="\$\{KUBE_VERSION:-([0-9.]+)\}"', RENDER_SCRIPT.read_text(), re.MULTILINE)
+    assert found, "render.sh no longer sets KUBE_VERSION"
+    return found.group(1)
+
+
+def load_manifests(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def helm_template(environment: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        [
+            tool("helm"),
+            "template",
+            "feastflow",
+            str(CHART),
+            "-f",
+            str(CHART / f"values-{environment}.yaml"),
+            "--kube-version",
+            kube_version(),
+            *extra,
+        ]
+    )
+
+
+@dataclass
+class Rendered:
+    """One environment's objects, as render.sh writes them."""
+
+    environment: str
+    files: dict[str, Path]
+    manifests: list[Manifest]
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] == kind]
+
+    def named(self, kind: str, suffix: str) -> Manifest:
+        matches = [m for m in self.of_kind(kind) if m["metadata"]["name"].endswith(suffix)]
+        assert len(matches) == 1, f"expected one {kind} named *{suffix}, found {len(matches)}"
+        return matches[0]
+
+    def workloads(self) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] in WORKLOAD_KINDS]
+
+    def worker_deployments(self) -> list[Manifest]:
+        return [d for d in self.of_kind("Deployment") if component(d) == "worker"]
+
+
+def component(manifest: Manifest) -> str:
+    return str(manifest["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def pod_spec(workload: Manifest) -> dict[str, Any]:
+    return dict(workload["spec"]["template"]["spec"])
+
+
+def containers(workload: Manifest) -> list[dict[str, Any]]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def container_env(container: dict[str, Any], rendered: Rendered) -> dict[str, str]:
+    """A container's environment as the kubelet would build it; Secret and field references stay symbolic."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        env.update(next(c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"] == name)["data"])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        elif "secretKeyRef" in variable["valueFrom"]:
+            ref = variable["valueFrom"]["secretKeyRef"]
+            env[variable["name"]] = f"<secret {ref['name']}/{ref['key']}>"
+        else:
+            env[variable["name"]] = f"<field {variable['valueFrom']['fieldRef']['fieldPath']}>"
+    return env
+
+
+class _RecordingEnviron(dict[str, str]):
+    """os.environ for Settings.from_env: answers from a pod's environment and notes every name asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def settings_in(environment: dict[str, str]) -> Settings:
+    """The Settings a process started with exactly this environment would read."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", _RecordingEnviron(environment))
+        return Settings.from_env()
+
+
+def names_settings_read() -> set[str]:
+    recording = _RecordingEnviron({})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", recording)
+        Settings.from_env()
+    return recording.asked
+
+
+@pytest.fixture(scope="session")
+def render_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("k8s")
+    result = run(["bash", str(RENDER_SCRIPT), str(out)], env={"HELM": tool("helm")})
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def rendered(render_dir: Path) -> dict[str, Rendered]:
+    environments = {}
+    for environment in ENVIRONMENTS:
+        files = {path.name: path for path in sorted((render_dir / environment).glob("*.yaml"))}
+        manifests = [m for path in files.values() for m in load_manifests(path.read_text())]
+        environments[environment] = Rendered(environment, files, manifests)
+    return environments
+
+
+@pytest.fixture(params=ENVIRONMENTS)
+def env(request: pytest.FixtureRequest, rendered: dict[str, Rendered]) -> Iterator[Rendered]:
+    yield rendered[request.param]
