@@ -103,7 +103,7 @@ export class Checkout {
     } catch (error) {
       this.explainRefusal(error);
     } finally {
-      this.nodes.placeOrder.disabled = false;
+      this.nodes.placeOrder.disabled = !this.cart.lines.length;
     }
   }
 

@@ -20,7 +20,8 @@ function startCity(city) {
   root.replaceChildren(el("p", { class: "loading", text: "Loading the menu…" }));
   root.setAttribute("aria-busy", "true");
   const cart = new Cart(city);
-  const refreshCart = () =>
+  const refreshCart = () => {
+    $("place-order").disabled = !cart.lines.length;
     renderCart({
       cart,
       menu,
@@ -33,6 +34,7 @@ function startCity(city) {
         refreshCart();
       },
     });
+  };
   const menu = new MenuView(root, {
     onAdd: (item) => {
       cart.add(item);
