@@ -6,6 +6,7 @@ import { when } from "./admin-forms.js";
 
 const POLL_MS = 150;
 const GIVE_UP_MS = 60_000;
+const HISTORY_ATTEMPTS = 20;
 
 export class Activity {
   constructor(list, token, { onRejected }) {
@@ -127,16 +128,27 @@ function changes(entry, currency) {
   return lines.length ? lines : ["no change"];
 }
 
-export async function showHistory(container, { token, city, itemId, currency }) {
-  container.replaceChildren(el("p", { class: "muted", text: "Loading the history…" }));
+/** The audit trail is written just after the change reaches customers; `expectEventId` waits for its row. */
+export async function showHistory(container, { token, city, itemId, currency, expectEventId = null }) {
+  if (!container.childElementCount) container.replaceChildren(el("p", { class: "muted", text: "Loading the history…" }));
+  const path = `/v1/admin/items/${encodeURIComponent(city)}/${encodeURIComponent(itemId)}/history`;
   let body;
-  try {
-    body = await api(`/v1/admin/items/${encodeURIComponent(city)}/${encodeURIComponent(itemId)}/history`, { token });
-  } catch (error) {
-    const text = error.code === "unknown_item" ? "No applied changes recorded yet." : error.message;
-    container.replaceChildren(el("p", { class: "muted", text }));
-    return;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      body = await api(path, { token });
+    } catch (error) {
+      body = null;
+      if (error.code !== "unknown_item" || !expectEventId || attempt >= HISTORY_ATTEMPTS) {
+        const text = error.code === "unknown_item" ? "No applied changes recorded yet." : error.message;
+        container.replaceChildren(el("p", { class: "muted", text }));
+        return;
+      }
+    }
+    const found = body && (!expectEventId || body.history.some((entry) => entry.event_id === expectEventId));
+    if (found || attempt >= HISTORY_ATTEMPTS) break;
+    await sleep(POLL_MS * 2);
   }
+  if (!body) return;
   const rows = body.history
     .slice()
     .reverse()

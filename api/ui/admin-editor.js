@@ -70,6 +70,8 @@ export class ItemEditor {
     f.available.checked = item.available !== false;
     f.remove.hidden = false;
     f.historyHeading.hidden = false;
+    if (f.history.dataset.itemId !== itemId) f.history.replaceChildren();
+    f.history.dataset.itemId = itemId;
     this.refreshHistory();
     this.onOpened(itemId);
   }
@@ -88,6 +90,7 @@ export class ItemEditor {
     f.remove.hidden = true;
     f.historyHeading.hidden = true;
     f.history.replaceChildren();
+    delete f.history.dataset.itemId;
     this.onOpened(null);
     f.itemId.focus();
   }
@@ -100,12 +103,13 @@ export class ItemEditor {
     this.onOpened(null);
   }
 
-  refreshHistory() {
+  refreshHistory(expectEventId = null) {
     showHistory(this.nodes.history, {
       token: this.state.token,
       city: this.state.city,
       itemId: this.original.item_id,
       currency: this.state.currency,
+      expectEventId,
     });
   }
 
@@ -215,7 +219,7 @@ export class ItemEditor {
     this.awaitingOwn = itemId; // before sending: the change can reach the live stream before the answer
     try {
       const eventIds = await publish(this.state.token, events);
-      f.note.textContent = "Published; waiting for the workers to apply it…";
+      if (this.awaitingOwn === itemId) f.note.textContent = "Published; waiting for the workers to apply it…";
       this.activity.track({
         label,
         eventIds,
@@ -223,7 +227,7 @@ export class ItemEditor {
         removal,
         startedAt,
         onApplied: () => {
-          if (this.editingId === itemId) this.refreshHistory();
+          if (this.editingId === itemId) this.refreshHistory(eventIds[eventIds.length - 1]);
         },
       });
     } catch (error) {

@@ -20,21 +20,41 @@ export class RuleEditor {
     clearErrors(f.form);
     f.formError.textContent = "";
     f.conflict.hidden = true;
-    const pricing = await api(`/v1/cities/${encodeURIComponent(this.state.city)}/pricing`);
-    this.version = pricing.version;
+    const pricing = await this.fetch();
+    this.rule = pricing.rule;
+    this.describe(pricing);
     const rule = pricing.rule;
-    if (!rule) {
-      f.current.textContent = "No rule: customers pay base prices.";
-    } else {
-      const window = [rule.effective_at && `from ${when(rule.effective_at)}`, rule.until && `until ${when(rule.until)}`];
-      f.current.textContent =
-        `×${rule.multiplier}${rule.name ? ` “${rule.name}”` : ""} ${window.filter(Boolean).join(" ")} — ` +
-        (pricing.active ? "in effect now." : "not in effect now.");
-    }
     f.multiplier.value = rule ? String(rule.multiplier) : "";
     f.name.value = rule ? rule.name || "" : "";
     f.effective.value = rule ? utcToLocal(rule.effective_at) : "";
     f.until.value = rule ? utcToLocal(rule.until) : "";
+  }
+
+  fetch() {
+    return api(`/v1/cities/${encodeURIComponent(this.state.city)}/pricing`);
+  }
+
+  describe(pricing) {
+    this.version = pricing.version;
+    const rule = pricing.rule;
+    if (!rule) {
+      this.nodes.current.textContent = "No rule: customers pay base prices.";
+      return;
+    }
+    const window = [rule.effective_at && `from ${when(rule.effective_at)}`, rule.until && `until ${when(rule.until)}`];
+    this.nodes.current.textContent =
+      `×${rule.multiplier}${rule.name ? ` “${rule.name}”` : ""} ${window.filter(Boolean).join(" ")} — ` +
+      (pricing.active ? "in effect now." : "not in effect now.");
+  }
+
+  /** Items were re-priced: perhaps the rule started or ended (the clock moves its version too). The form
+   *  keeps what the admin typed; only a rule that is still the one shown may take the newer version. */
+  refreshSoon() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(async () => {
+      const pricing = await this.fetch().catch(() => null);
+      if (pricing && JSON.stringify(pricing.rule) === JSON.stringify(this.rule)) this.describe(pricing);
+    }, 300);
   }
 
   save() {

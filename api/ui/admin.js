@@ -172,6 +172,7 @@ function startCity(city) {
       state.items.set(item.item_id, item);
       activity.sawItem(item.item_id, item.version, false);
       editor.itemChanged(item);
+      rules.refreshSoon();
       queueRender();
     },
     onItemRemoved: (removed) => {
