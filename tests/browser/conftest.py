@@ -30,9 +30,9 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="package")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    running = await Stack(
-        Path(tmp_path_factory.mktemp("browser")), extra_env={"FEASTFLOW_ORDER_RATE": "100"}
-    ).start(api_count=2)
+    running = await Stack(Path(tmp_path_factory.mktemp("browser")), extra_env={"FEASTFLOW_ORDER_RATE": "100"}).start(
+        api_count=2
+    )
     try:
         async with aiohttp.ClientSession() as session:
             for city in SEED.cities:

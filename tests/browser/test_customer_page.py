@@ -43,7 +43,8 @@ async def test_an_order_is_placed_at_the_prices_shown_and_each_status_change_sho
     assert order["total_cents"] == 2 * shown
 
     kitchen = {"Authorization": f"Bearer {stack.token(Role.RESTAURANT, 'blr-r02')}"}
-    for step, label in (("preparing", "Being prepared"), ("out_for_delivery", "On its way"), ("delivered", "Delivered")):
+    steps = (("preparing", "Being prepared"), ("out_for_delivery", "On its way"), ("delivered", "Delivered"))
+    for step, label in steps:
         async with http.post(
             f"{stack.api_url(1)}/v1/orders/{order_id}/status", json={"status": step}, headers=kitchen
         ) as response:
