@@ -44,7 +44,7 @@ export class Checkout {
     const token = raw.trim();
     const claims = claimsOf(token);
     if (!claims || claims.role !== "customer") {
-      this.say("That is not a customer token. Run `feastflow token --role customer`, or use the link `make run` printed.");
+      this.say("That is not a customer token: use the customer link `make run` printed, or `.venv/bin/feastflow token --role customer`.");
       this.nodes.tokenInput.setAttribute("aria-invalid", "true");
       return;
     }
