@@ -7,7 +7,7 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: help deps up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
+.PHONY: help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
@@ -24,7 +24,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-deps: $(VENV)/.installed
+deps: $(VENV)/.installed browser
+
+# Debian's Chromium for tests/browser: Playwright drives it, so no browser is downloaded (idempotent).
+browser:
+	@deploy/local/browser.sh
 
 $(DATA)/jwt-secret:
 	@mkdir -p $(DATA)

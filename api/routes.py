@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from api import admin_views, menu_views, ops_views, order_views
+from api import admin_views, menu_views, ops_views, order_views, pages
 from api.openapi import openapi_document
 
 
@@ -22,3 +22,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/orders/{order_id}", order_views.get_order)
     app.router.add_get("/v1/orders/{order_id}/stream", order_views.order_stream)
     app.router.add_post("/v1/orders/{order_id}/status", order_views.advance_order)
+    app.router.add_get("/", pages.to_customer_page)
+    app.router.add_get("/app", pages.to_customer_page)
+    app.router.add_get("/app/", pages.customer_page)
+    app.router.add_get("/admin", pages.to_admin_page)
+    app.router.add_get("/admin/", pages.admin_page)
+    app.router.add_get("/ui/{digest}/{name}", pages.ui_asset)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian's Chromium for the browser tests (tests/browser): Playwright drives this binary, so no browser is
+# downloaded. Idempotent: does nothing when chromium is already installed.
+#
+#   deploy/local/browser.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! command -v chromium >/dev/null; then
+    take_lock browser
+    # A font, so pages (and their screenshots) render text on a machine that has none.
+    command -v chromium >/dev/null || apt_install browser chromium fonts-dejavu-core
+fi
