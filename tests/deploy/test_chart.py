@@ -113,7 +113,7 @@ def test_each_worker_service_has_its_own_deployment_and_a_name_per_pod(env: Rend
         variables = container_env(container, env)
         services.append(variables["FEASTFLOW_WORKER_SERVICE"])
         assert variables["FEASTFLOW_WORKER_NAME"] == "<field metadata.name>"
-        assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "1"
+        assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "0"  # dynamic: a rolled pod hands over at once
         data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == variables["FEASTFLOW_DATA"])
         volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == data_mount["name"])
         assert "emptyDir" in volume

@@ -17,10 +17,6 @@ from feastflow.cli import main as feastflow_main
 from models.cities import parse_cities
 from tests.deploy.conftest import Rendered, component, container_env, containers, names_settings_read, settings_in
 
-# Read by code that another change is bringing to main: the worker's stream service and web host, and the
-# API's process count. Once Settings reads them, they are checked like every other name.
-PENDING_SETTINGS = {"FEASTFLOW_WORKER_SERVICE", "FEASTFLOW_WORKER_WEB_HOST", "FEASTFLOW_API_PROCESSES"}
-
 
 def _exit_code(argv: list[str]) -> int:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -39,7 +35,7 @@ def test_every_container_command_is_a_feastflow_command(env: Rendered) -> None:
 
 
 def test_every_feastflow_variable_the_chart_sets_is_read_by_the_code(env: Rendered) -> None:
-    known = names_settings_read() | PENDING_SETTINGS
+    known = names_settings_read()
     for workload in env.workloads():
         for container in containers(workload):
             unknown = {n for n in container_env(container, env) if n.startswith("FEASTFLOW_")} - known
@@ -47,7 +43,7 @@ def test_every_feastflow_variable_the_chart_sets_is_read_by_the_code(env: Render
 
 
 def test_a_misspelt_setting_is_caught() -> None:
-    assert "FEASTFLOW_DRAIN_SECONDS" not in names_settings_read() | PENDING_SETTINGS
+    assert "FEASTFLOW_DRAIN_SECONDS" not in names_settings_read()
     assert "FEASTFLOW_DRAIN_S" in names_settings_read()
 
 
@@ -130,8 +126,6 @@ def test_workers_listen_on_every_interface_in_the_cluster(env: Rendered, tmp_pat
     settings = settings_in(variables)
     app = build_worker(settings).app
     assert app.conf.web_port == settings.worker_web_port
-    if not hasattr(settings, "worker_web_host"):
-        pytest.xfail("the worker binds 127.0.0.1 until FEASTFLOW_WORKER_WEB_HOST lands in feastflow/settings.py")
     assert app.conf.web_host == "0.0.0.0"
 
 
