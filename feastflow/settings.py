@@ -30,6 +30,7 @@ class Settings:
     pg_dsn: str = DEFAULT_PG_DSN
     cities: tuple[City, ...] = DEFAULT_CITIES
     partitions: int = 6
+    replication_factor: int = 1
     jwt_secret: str = ""
     data_dir: Path = REPO_ROOT / ".data"
     feed_maxlen: int = 10_000
@@ -64,6 +65,7 @@ class Settings:
             pg_dsn=_env("PG_DSN", DEFAULT_PG_DSN),
             cities=parse_cities(cities_spec) if cities_spec else DEFAULT_CITIES,
             partitions=int(_env("PARTITIONS", "6")),
+            replication_factor=int(_env("REPLICATION_FACTOR", "1")),
             jwt_secret=_env("JWT_SECRET", "") or _local_secret(data_dir),
             data_dir=data_dir,
             feed_maxlen=int(_env("FEED_MAXLEN", "10000")),

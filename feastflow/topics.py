@@ -24,7 +24,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
             await admin.create_topics(
-                [NewTopic(s.name, s.partitions, replication_factor=1, topic_configs=s.config) for s in wanted]
+                [NewTopic(s.name, s.partitions, settings.replication_factor, s.config) for s in wanted]
             )
         return [s.name for s in wanted]
     finally:

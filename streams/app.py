@@ -135,6 +135,7 @@ def create_app(settings: Settings) -> Worker:
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,  # Faust's changelog and assignor topics
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         consumer_group_instance_id=group_instance_id(settings, service) if settings.static_membership else None,

@@ -242,3 +242,8 @@ def test_component_labels_are_the_ones_the_policies_select(env: Rendered) -> Non
         p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in env.of_kind("NetworkPolicy")
     }
     assert {component(w) for w in env.workloads()} <= policy_components
+
+
+def test_production_replicates_every_topic_the_project_creates(rendered: dict[str, Rendered]) -> None:
+    config = rendered["production"].named("ConfigMap", "feastflow")["data"]
+    assert settings_in(config).replication_factor == 3  # what feastflow topics and Faust's changelogs get

@@ -55,6 +55,7 @@ FEASTFLOW_REDIS_URL: {{ required "redis.url (or redis.existingSecret) is require
 {{- end }}
 FEASTFLOW_CITIES: {{ join "," $cities | quote }}
 FEASTFLOW_PARTITIONS: {{ .Values.config.partitions | quote }}
+FEASTFLOW_REPLICATION_FACTOR: {{ .Values.config.replicationFactor | quote }}
 FEASTFLOW_DATA: "/var/lib/feastflow"
 {{- range $name, $value := .Values.config.extra }}
 {{ $name }}: {{ $value | toString | quote }}
