@@ -53,6 +53,9 @@ class Settings:
     worker_web_port: int = 6066
     worker_name: str = "worker-1"
     worker_service: str = "all"
+    shadow_label: str = "candidate"
+    shadow_expect: str = ""
+    track_file: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -88,6 +91,9 @@ class Settings:
             worker_web_port=int(_env("WORKER_WEB_PORT", "6066")),
             worker_name=_env("WORKER_NAME", "worker-1"),
             worker_service=_env("WORKER_SERVICE", "all"),
+            shadow_label=_env("SHADOW_LABEL", "candidate"),
+            shadow_expect=_env("SHADOW_EXPECT", ""),
+            track_file=_env("TRACK_FILE", ""),
         )
 
     def city(self, code: str) -> City | None:

@@ -17,6 +17,7 @@ from models.events import (
     ItemRemoved,
     ItemUpserted,
     PriceSet,
+    PricingReprice,
     PricingRule,
     PricingRuleSet,
     PricingRuleTick,
@@ -204,6 +205,9 @@ def _apply_event(view: _Overlay, outcome: BatchOutcome, event: Event, position: 
         return _change_item(view, outcome, event, payload, position, currency)
     if isinstance(payload, PricingRuleSet | PricingRuleTick):
         return _change_pricing(view, outcome, event, payload, position, currency)
+    if isinstance(payload, PricingReprice):
+        _reprice_city(view, outcome, view.pricing().multiplier_bp, position, currency)
+        return AppliedEvent(event, "applied", "")
     if isinstance(payload, ProjectionRebuild):
         outcome.rebuild = True
         return AppliedEvent(event, "applied", "")

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     PRICING_RULE_SET = "pricing.rule_set"
     # Produced by the system, never accepted from admins:
     PRICING_RULE_TICK = "pricing.rule_tick"
+    PRICING_REPRICE = "pricing.reprice"
     PROJECTION_REBUILD = "projection.rebuild"
 
 
@@ -217,6 +218,11 @@ class PricingRuleTick:
 
 
 @dataclass(frozen=True, slots=True)
+class PricingReprice:
+    """A new pricing algorithm was promoted: compute every item's effective price again, with it."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectionRebuild:
     """Rewrite the city's read model in Redis from the tables (after Redis lost data, or on request)."""
 
@@ -229,6 +235,7 @@ Payload = (
     | PriceSet
     | PricingRuleSet
     | PricingRuleTick
+    | PricingReprice
     | ProjectionRebuild
 )
 
@@ -252,6 +259,7 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
     EventType.PRICE_SET: PriceSet,
     EventType.PRICING_RULE_SET: PricingRuleSet,
     EventType.PRICING_RULE_TICK: PricingRuleTick,
+    EventType.PRICING_REPRICE: PricingReprice,
     EventType.PROJECTION_REBUILD: ProjectionRebuild,
 }
 
@@ -347,9 +355,17 @@ class AdminEventInput:
     expected_version: int | None
 
 
-def system_batch(city: str, payload: PricingRuleTick | ProjectionRebuild, actor: str, now: str) -> EventBatch:
-    """A one-event batch the system itself puts on a city's log (a pricing tick, a rebuild request)."""
-    kind = EventType.PRICING_RULE_TICK if isinstance(payload, PricingRuleTick) else EventType.PROJECTION_REBUILD
+SystemPayload = PricingRuleTick | PricingReprice | ProjectionRebuild
+SYSTEM_EVENT_TYPES: dict[type[SystemPayload], EventType] = {
+    PricingRuleTick: EventType.PRICING_RULE_TICK,
+    PricingReprice: EventType.PRICING_REPRICE,
+    ProjectionRebuild: EventType.PROJECTION_REBUILD,
+}
+
+
+def system_batch(city: str, payload: SystemPayload, actor: str, now: str) -> EventBatch:
+    """A one-event batch the system itself puts on a city's log (a pricing tick, a reprice, a rebuild request)."""
+    kind = SYSTEM_EVENT_TYPES[type(payload)]
     event = Event(event_id=uuid.uuid4().hex, type=kind, city=city, occurred_at=now, actor=actor, payload=payload)
     return EventBatch(city=city, events=(event,), batch_id=event.event_id)
 

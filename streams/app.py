@@ -3,8 +3,9 @@
 import enum
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import aiopg
@@ -58,21 +59,28 @@ class WorkerService(enum.StrEnum):
     ALL = "all"  # the local stack: every agent in one process
     CATALOG = "catalog"  # menu and pricing: applies the catalog log, projects it to Redis and PostgreSQL
     ORDERS = "orders"  # prices and stores orders against its own copy of the catalog tables
+    SHADOW = "shadow"  # a candidate pricing version: own tables, compared with the stable read model, no writes
 
     @property
     def projects_catalog(self) -> bool:
-        return self is not WorkerService.ORDERS
+        return self in (WorkerService.ALL, WorkerService.CATALOG)
 
     @property
     def runs_orders(self) -> bool:
-        return self is not WorkerService.CATALOG
+        return self in (WorkerService.ALL, WorkerService.ORDERS)
 
-    def app_id(self, namespace: str) -> str:
+    def app_id(self, settings: Settings) -> str:
         """The consumer group (and table changelog prefix): one per service, so each keeps its own offsets."""
-        return f"{namespace}-orders" if self is WorkerService.ORDERS else f"{namespace}-catalog"
+        if self is WorkerService.ORDERS:
+            return f"{settings.namespace}-orders"
+        if self is WorkerService.SHADOW:
+            return f"{settings.namespace}-shadow-{settings.shadow_label}"
+        return f"{settings.namespace}-catalog"
 
 
 def worker_service(settings: Settings) -> WorkerService:
+    if settings.track_file and pod_track(settings.track_file) == "shadow":
+        return WorkerService.SHADOW  # a canary pod of an Argo Rollout: the candidate runs in shadow
     try:
         return WorkerService(settings.worker_service)
     except ValueError:
@@ -92,6 +100,8 @@ class Worker:
     order_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     resources: Resources
+    # The last catalog offset applied per city (the shadow compares where both sides stand at the same one).
+    applied_positions: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def projection(self) -> MenuProjection:
@@ -106,6 +116,23 @@ class Worker:
 
     async def audit(self) -> AuditLog:
         return AuditLog(await self.resources.pg_pool())
+
+
+TRACK_LABEL = "feastflow.io/track"
+
+
+def pod_track(labels_file: str) -> str:
+    """The pod's `feastflow.io/track` label (stable or shadow) from a downward-API labels file; Argo Rollouts
+    sets it on canary and stable pods and changes it on promotion."""
+    try:
+        lines = Path(labels_file).read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == TRACK_LABEL:
+            return value.strip().strip('"')
+    return ""
 
 
 def consumed_topics(settings: Settings, service: WorkerService) -> tuple[str, ...]:
@@ -128,7 +155,7 @@ def create_app(settings: Settings) -> Worker:
     datadir = settings.data_dir / "workers" / settings.worker_name
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = FeastFlowApp(
-        service.app_id(settings.namespace),
+        service.app_id(settings),
         broker=f"{TRANSPORT_SCHEME}://{settings.kafka_bootstrap}",
         store="rocksdb://",
         datadir=str(datadir),

@@ -17,10 +17,10 @@ from typing import Any
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
-from streams.app import Worker
+from streams.app import Worker, WorkerService
 from streams.dead_letters import dead_letter
 from streams.guarded_agent import register_guarded_agent
-from streams.metrics import BATCHES, EVENTS, FRESHNESS
+from streams.metrics import BATCHES, EVENTS, FRESHNESS, SHADOW_ERRORS
 from streams.projection import CitySnapshot, ProjectionResult
 from streams.retry import retry_forever
 from streams.state import TableView
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def register_catalog_agent(worker: Worker) -> None:
-    register_guarded_agent(worker, worker.catalog_topic, "catalog", process_record)
+    name = "shadow" if worker.service is WorkerService.SHADOW else "catalog"
+    register_guarded_agent(worker, worker.catalog_topic, name, process_record)
 
 
 async def process_record(worker: Worker, message: Any) -> None:
@@ -47,12 +48,15 @@ async def process_record(worker: Worker, message: Any) -> None:
         outcome = apply_batch(view, batch, message.offset, city.currency)
     except Exception as exc:  # a bug in apply must not stop the city: park the event with the reason
         logger.exception("cannot apply batch at offset %d", message.offset, extra={"city": city.code})
+        if worker.service is WorkerService.SHADOW:
+            SHADOW_ERRORS.labels("apply_failed").inc()
         await _unusable(worker, message, f"apply failed: {exc!r}")
         return
     if not worker.service.projects_catalog:
-        # The orders service keeps its own copy of the catalog tables to price orders; the catalog service
-        # owns the read model, the audit log and the dead letters.
+        # The orders and shadow services keep their own copy of the catalog tables (to price orders, to be
+        # compared); the catalog service owns the read model, the audit log and the dead letters.
         worker.tables.persist(city.code, outcome)
+        worker.applied_positions[city.code] = message.offset
         return
     stopping = worker.stopping
     result = await retry_forever(

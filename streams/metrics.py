@@ -34,3 +34,13 @@ CONSUMER_LAG = Gauge(
 ASSIGNED_PARTITIONS = Gauge("feastflow_worker_assigned_partitions", "Partitions assigned to this worker", ["topic"])
 TABLE_KEYS = Gauge("feastflow_worker_table_keys", "Keys in this worker's share of a table", ["table"])
 READY = Gauge("feastflow_worker_ready", "1 while the worker reports ready")
+
+# Shadow pricing (a candidate version compared with the stable one; streams/shadow.py). One shadow runs at a time.
+SHADOW_ITEMS_COMPARED = Gauge("feastflow_shadow_items_compared", "Items compared in the last sweep")
+SHADOW_ITEMS_DIVERGED = Gauge(
+    "feastflow_shadow_items_diverged", "Compared items whose candidate price differs beyond the declared change"
+)
+SHADOW_MAX_DIVERGENCE = Gauge("feastflow_shadow_max_divergence_ratio", "The worst item's |candidate / expected - 1|")
+SHADOW_CITIES_PENDING = Gauge("feastflow_shadow_cities_pending", "Cities where the two sides stood apart")
+SHADOW_LAG = Gauge("feastflow_shadow_lag_records", "Catalog records the candidate has not applied yet")
+SHADOW_ERRORS = Counter("feastflow_shadow_errors_total", "Records the candidate failed to apply", ["kind"])

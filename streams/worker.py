@@ -5,7 +5,7 @@ import faust
 from feastflow.build import announce
 from feastflow.logs import logging_config
 from feastflow.settings import Settings
-from streams.app import Worker, create_app
+from streams.app import Worker, WorkerService, create_app
 from streams.catalog_agent import register_catalog_agent
 from streams.gauges import register_gauge_sampler
 from streams.guarded_agent import register_stall_watchdog
@@ -13,6 +13,7 @@ from streams.operator_views import register_operator_views
 from streams.order_agent import register_order_agent
 from streams.pricing_clock import register_pricing_clock
 from streams.read_model_watch import register_read_model_watch
+from streams.shadow import register_shadow_comparison, register_track_watch
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -24,9 +25,14 @@ def build_worker(settings: Settings) -> Worker:
     if worker.service.projects_catalog:
         register_pricing_clock(worker)
         register_read_model_watch(worker)
+    if worker.service is WorkerService.SHADOW:
+        register_shadow_comparison(worker)
+    else:
+        register_gauge_sampler(worker)  # the shadow reports its own lag: the stable lag alerts stay about stable
+    if worker.settings.track_file:
+        register_track_watch(worker)
     register_stall_watchdog(worker)
     register_operator_views(worker)
-    register_gauge_sampler(worker)
     return worker
 
 

@@ -20,6 +20,7 @@ from models.events import (
     ItemUpserted,
     Payload,
     PriceSet,
+    PricingReprice,
     PricingRule,
     PricingRuleSet,
     PricingRuleTick,
@@ -63,6 +64,7 @@ def event(payload: Payload, *, at: str = "2026-11-26T12:00:00.000000Z", expected
         PriceSet: EventType.PRICE_SET,
         PricingRuleSet: EventType.PRICING_RULE_SET,
         PricingRuleTick: EventType.PRICING_RULE_TICK,
+        PricingReprice: EventType.PRICING_REPRICE,
     }
     return Event(f"e-{id(payload)}", kinds[type(payload)], "blr", at, "admin", payload, expected_version=expected)
 
@@ -199,3 +201,14 @@ def test_a_restaurant_upsert_with_the_same_content_is_a_no_op() -> None:
     renamed = run(view, 2, event(RestaurantUpserted("r1", "Dosa Palace", open=False)))
     assert renamed.messages[0].data == {"restaurant_id": "r1", "name": "Dosa Palace", "open": False, "version": 2}
     assert replace(view.restaurants["r1"], position=0) == RestaurantState("r1", "Dosa Palace", False, 2, 0)
+
+
+def test_a_reprice_computes_every_stale_price_again_and_touches_nothing_else() -> None:
+    """After a new pricing algorithm is promoted, prices computed by the old one are recomputed in order."""
+    view = seeded()
+    run(view, 1, event(PricingRuleSet(PricingRule(12_500))))
+    view.items_by_id["i2"] = replace(view.items_by_id["i2"], price_cents=999)  # as another algorithm left it
+    outcome = run(view, 2, event(PricingReprice()))
+    assert {m.data["item_id"]: m.data["price_cents"] for m in outcome.messages} == {"i2": 416}
+    assert view.items_by_id["i2"].version == 3 and view.items_by_id["i1"].version == 2
+    assert outcome.audit[0].status == "applied"
