@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("--to", type=int, help="release number (default: the last good one before the current)")
     add_guardrail_arguments(back)
     commands.add_parser("releases", help="the local stack's release history")
+    canary = commands.add_parser("canary", help="run a pricing candidate in shadow, then promote or abort it")
+    canary.add_argument("--candidate", required=True, help="a git ref or the path of another checkout")
+    canary.add_argument("--expect", default="", help='declared price changes, e.g. [{"ratio":1.1,"city":"blr"}]')
+    canary.add_argument("--policy", help="thresholds (default: deploy/canary/pricing.toml)")
+    canary.add_argument("--prometheus", default="http://127.0.0.1:9090")
+    canary.add_argument("--no-promote", action="store_true", help="analyse only")
     rehearse = commands.add_parser("rehearse", help="traffic against the local stack while every unit is rolled")
     rehearse.add_argument("--clients", type=int, default=500, help="SSE menu clients")
     rehearse.add_argument("--rolls", type=int, default=2, help="how many times every unit is rolled")
@@ -129,6 +135,21 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(rollback(settings, args.to, guard))
         except RolloutFailed as failure:
             print(f"{args.command} failed: {failure}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "canary":
+        from pathlib import Path
+
+        from feastflow.canary import CanaryAborted, CanaryPolicy
+        from feastflow.canary import canary as run_canary
+
+        policy = CanaryPolicy.load(Path(args.policy)) if args.policy else CanaryPolicy.load()
+        try:
+            asyncio.run(
+                run_canary(settings, args.candidate, args.expect, policy, not args.no_promote, args.prometheus)
+            )
+        except CanaryAborted as abort:
+            print(f"canary aborted: {abort}", file=sys.stderr)
             return 1
         return 0
     if args.command == "releases":

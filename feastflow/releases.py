@@ -19,6 +19,9 @@ from models.events import utc_now
 IN_PROGRESS = "in_progress"
 SUCCEEDED = "succeeded"
 FAILED = "failed"  # the previous version was put back on every unit the release had replaced
+# A canary's analysis (kind "canary") ends passed or aborted; its promotion is a rollout release of its own.
+PASSED = "passed"
+ABORTED = "aborted"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from api.auth import Role, issue_token
+from feastflow.prometheus import PrometheusUnavailable, instant
 from feastflow.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
 from feastflow.settings import REPO_ROOT, Settings
 
@@ -184,7 +185,7 @@ class LocalStack:
         if reload.returncode != 0:
             raise RolloutFailed(f"gateway reload failed: {output.decode().strip()}")
         for _ in range(int(GATEWAY_DRAIN_S * 10)):
-            if not any(_alive(pid) for pid in old_workers):
+            if not any(process_alive(pid) for pid in old_workers):
                 return
             await asyncio.sleep(0.1)
         logger.warning("gateway workers %s still running %.0fs after the reload", old_workers, GATEWAY_DRAIN_S)
@@ -226,10 +227,10 @@ class LocalStack:
             pid = int((self.run_dir / f"{name}.pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if process_alive(pid) else None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except (FileNotFoundError, IndexError):
@@ -251,7 +252,7 @@ async def wait_ready(url: str, pid: int, name: str, timeout_s: float = READY_TIM
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not process_alive(pid):
                 raise RolloutFailed(f"{name} exited before it became ready")
             try:
                 async with session.get(url) as response:
@@ -271,7 +272,7 @@ async def bake(
     async with aiohttp.ClientSession(base, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
             for path, wanted in expected.items():
-                if not _alive(pid):
+                if not process_alive(pid):
                     raise RolloutFailed(f"{name} exited {time.monotonic() - started:.1f}s after it was ready")
                 try:
                     async with session.get(path) as response:
@@ -289,7 +290,7 @@ async def stop_gracefully(pid: int, name: str) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + EXIT_TIMEOUT_S
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             logger.warning("%s did not exit within %.0fs; killing it", name, EXIT_TIMEOUT_S)
             os.killpg(pid, signal.SIGKILL)
@@ -395,7 +396,7 @@ async def watch_objectives(stack: LocalStack, replaced: list[Replaced], guard: G
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while time.monotonic() < deadline:
             for name, pid in pids.items():
-                if pid is None or not _alive(pid):
+                if pid is None or not process_alive(pid):
                     raise RolloutFailed(f"{name} exited after it took traffic")
             if guard.prometheus is not None:
                 error_ratio = await _query(session, guard.prometheus, "feastflow:api_errors:ratio_rate1m")
@@ -415,20 +416,11 @@ async def watch_objectives(stack: LocalStack, replaced: list[Replaced], guard: G
 
 
 async def _query(session: aiohttp.ClientSession, prometheus: str, promql: str) -> float | None:
-    """One instant value; None when the series has no data (no traffic). Unreachable Prometheus fails the
-    rollout: a guardrail that cannot look is not a guardrail."""
+    """Unreachable Prometheus fails the rollout: a guardrail that cannot look is not a guardrail."""
     try:
-        async with session.get(f"{prometheus}/api/v1/query", params={"query": promql}) as response:
-            body = await response.json()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RolloutFailed(f"cannot read the objectives from Prometheus at {prometheus}: {exc!r}") from None
-    if body.get("status") != "success":
-        raise RolloutFailed(f"Prometheus refused {promql}: {body.get('error')}")
-    result = body["data"]["result"]
-    if not result:
-        return None
-    value = float(result[0]["value"][1])
-    return None if value != value else value  # NaN: no requests or no changes in the window
+        return await instant(session, prometheus, promql)
+    except PrometheusUnavailable as exc:
+        raise RolloutFailed(f"cannot read the objectives: {exc}") from None
 
 
 async def restore(stack: LocalStack, replaced: list[Replaced], say: "Say") -> None:
@@ -449,8 +441,11 @@ def _next_name(name: str) -> str:
 
 
 class Say:
+    def __init__(self, prefix: str = "rollout") -> None:
+        self.prefix = prefix
+
     def __call__(self, line: str) -> None:
-        print(f"rollout: {line}", flush=True)
+        print(f"{self.prefix}: {line}", flush=True)
 
 
 async def rollout(

@@ -10,6 +10,7 @@ errors (records it could not apply).
 
 import asyncio
 import logging
+import math
 import os
 import signal
 
@@ -36,11 +37,13 @@ SAME_POSITION_ATTEMPTS = 5  # under load both sides move; look again briefly for
 def register_shadow_comparison(worker: Worker) -> None:
     changes = parse_expected_changes(worker.settings.shadow_expect)
     logger.info("shadow comparison with expected changes %s", changes)
+    SHADOW_LAG.set(math.nan)  # unknown until every partition has been fetched, not zero
 
     @worker.app.timer(interval=SWEEP_EVERY_S)  # type: ignore[untyped-decorator]
     async def compare_with_stable() -> None:
         positions = await guard_of(worker.app).positions(worker.app)
-        SHADOW_LAG.set(sum(max(0, end - next_offset) for next_offset, end in positions.values()))
+        if len(positions) == worker.settings.partitions:  # until every partition is fetched, lag is unknown
+            SHADOW_LAG.set(sum(max(0, end - next_offset) for next_offset, end in positions.values()))
         total, pending = Comparison(), 0
         for city in worker.settings.city_codes:
             comparison = await _compare_city(worker, city, changes)

@@ -2,16 +2,15 @@
 ready, that crash seconds after becoming ready, or that answer 500s are rolled back by themselves, and
 customers see zero failed requests and zero lost changes; `feastflow rollback` returns to an earlier release."""
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from feastflow.rehearsal import Sizes, rehearse
 from feastflow.releases import FAILED, SUCCEEDED, ReleaseHistory
-from feastflow.rollout import Guardrails, LocalStack, RolloutFailed, code_of, rollback, rollout
-from feastflow.settings import REPO_ROOT, Settings
+from feastflow.rollout import Guardrails, RolloutFailed, rollback, rollout
+from feastflow.settings import Settings
+from tests.support.builds import build, running_code
 
 SIZES = Sizes(sse_clients=30, menu_readers=4, admin_per_s=5.0, orders_per_s=2.0, settle_s=60)
 GUARD = Guardrails(ready_timeout_s=20, bake_s=5, watch_s=10)
@@ -32,33 +31,6 @@ ANSWERS_500 = {
         "async def get_menu(request: web.Request) -> web.Response:\n    raise RuntimeError('a bad build')\n",
     )
 }
-
-
-def build(tmp_path: Path, name: str, patches: dict[str, tuple[str, str]]) -> Path:
-    """A copy of this checkout (tracked and new files) with some lines changed: another build to roll to."""
-    code = tmp_path / name
-    listed = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        capture_output=True,
-        check=True,
-    ).stdout.decode().split("\0")
-    for relative in filter(None, listed):
-        source = REPO_ROOT / relative
-        if source.is_file():
-            (code / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, code / relative)
-    for relative, (old, new) in patches.items():
-        text = (code / relative).read_text()
-        assert old in text, f"{relative} no longer has the line to break"
-        (code / relative).write_text(text.replace(old, new, 1))
-    return code
-
-
-def running_code(settings: Settings) -> dict[str, Path]:
-    stack = LocalStack(settings)
-    units = {unit.name: code_of(unit.pid) for unit in stack.api_units()}
-    units["worker"] = code_of(stack.worker_unit()[0].pid)
-    return units
 
 
 async def rolled_back_under_traffic(settings: Settings, code: Path) -> tuple[dict[str, object], str]:
