@@ -23,8 +23,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if not wanted:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
+            replicas = settings.replication_factor
             await admin.create_topics(
-                [NewTopic(s.name, s.partitions, settings.replication_factor, s.config) for s in wanted]
+                [NewTopic(s.name, s.partitions, replication_factor=replicas, topic_configs=s.config) for s in wanted]
             )
         return [s.name for s in wanted]
     finally:

@@ -6,7 +6,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if ! command -v chromium >/dev/null; then
+# A Chrome or Chromium already there (FEASTFLOW_CHROMIUM, or the one CI runners ship) will do.
+if [[ -z ${FEASTFLOW_CHROMIUM:-} ]] && ! command -v chromium chromium-browser google-chrome >/dev/null; then
     take_lock browser
     # A font, so pages (and their screenshots) render text on a machine that has none.
     command -v chromium >/dev/null || apt_install browser chromium fonts-dejavu-core

@@ -20,13 +20,15 @@ APT_UPDATED=0
 # apt_install COMPONENT PACKAGE... — installs the packages, running apt-get update once per script run.
 apt_install() {
     local component="$1"; shift
+    local as_root=()
+    (( EUID == 0 )) || as_root=(sudo -n)  # CI runners and developer machines are not always root
     log "$component" "installing $* from apt"
     if [[ $APT_UPDATED == 0 ]]; then
-        apt-get update -q >/dev/null || die "$component" "apt-get update failed"
+        "${as_root[@]}" apt-get update -q >/dev/null || die "$component" "apt-get update failed"
         APT_UPDATED=1
     fi
-    apt-get install -y -q --no-install-recommends "$@" </dev/null >/dev/null \
-        || die "$component" "apt-get install $* failed"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
+        </dev/null >/dev/null || die "$component" "apt-get install $* failed"
 }
 
 # The probes below use python3's standard library only (the project venv may not exist yet).

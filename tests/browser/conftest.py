@@ -22,7 +22,8 @@ SEED = SeedPlan(("blr", "ams"), restaurants_per_city=3, items_per_restaurant=8)
 
 
 def chromium_path() -> str:
-    path = os.environ.get("FEASTFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    found = (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome"))
+    path = os.environ.get("FEASTFLOW_CHROMIUM") or next(filter(None, found), "/usr/bin/chromium")
     if not Path(path).exists():
         pytest.fail("no Chromium: run deploy/local/browser.sh (make deps does) or set FEASTFLOW_CHROMIUM")
     return path
