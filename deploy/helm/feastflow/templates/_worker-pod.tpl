@@ -5,9 +5,10 @@ app.kubernetes.io/component: worker
 feastflow.io/worker: {{ .name }}
 {{- end -}}
 
-{{/* A worker's pod template, kept apart from the workload that runs it.
+{{/* A worker's pod template, kept apart from the workload that runs it: a Deployment, or for the pricing
+canary a Rollout, whose pods also get what they need to learn their track (_pricing-canary.tpl).
   root: the chart's root context; name: the workers.<name> key; worker: its settings over workerDefaults;
-  revisionLabel: the label its controller gives each revision's pods. */}}
+  revisionLabel: the label its controller gives each revision's pods; canary: true under the Rollout. */}}
 {{- define "feastflow.workerPodTemplate" -}}
 {{- $root := .root -}}
 {{- $worker := .worker -}}
@@ -56,6 +57,9 @@ spec:
         {{- if $root.Values.redis.existingSecret }}
         {{- include "feastflow.redisUrlEnv" $root | nindent 8 }}
         {{- end }}
+        {{- if .canary }}
+        {{- include "feastflow.pricingCanaryEnv" $root | nindent 8 }}
+        {{- end }}
       startupProbe:
         httpGet: {path: /feastflow/health/, port: web}
         periodSeconds: 5
@@ -77,9 +81,15 @@ spec:
       volumeMounts:
         - {name: data, mountPath: /var/lib/feastflow}
         - {name: tmp, mountPath: /tmp}
+        {{- if .canary }}
+        {{- include "feastflow.pricingCanaryVolumeMounts" $root | nindent 8 }}
+        {{- end }}
   volumes:
     - name: data
       emptyDir: {sizeLimit: {{ $worker.dataSizeLimit }}}
     - name: tmp
       emptyDir: {sizeLimit: 64Mi}
+    {{- if .canary }}
+    {{- include "feastflow.pricingCanaryVolumes" $root | nindent 4 }}
+    {{- end }}
 {{- end -}}
