@@ -1,6 +1,7 @@
 """The deploy checks: the chart rendered for each environment by deploy/k8s/render.sh, and the pinned tools
 `make deploy-tools` installs (found in $DEPLOY_TOOLS_BIN, else .data/tools/bin)."""
 
+import json
 import os
 import re
 import subprocess
@@ -18,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "feastflow"
 RENDER_SCRIPT = REPO / "deploy" / "k8s" / "render.sh"
 ENVIRONMENTS = ("staging", "production")
-WORKLOAD_KINDS = ("Deployment", "Job")
+# Kinds that run pods: the Rollout is the catalog worker's under the pricing canary (Argo Rollouts).
+POD_KINDS = ("Deployment", "Rollout")
+WORKLOAD_KINDS = (*POD_KINDS, "Job")
 
 Manifest = dict[str, Any]
 
@@ -38,6 +41,30 @@ def run(command: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.C
     """Run a tool with the deploy tools first on PATH (actionlint finds shellcheck there)."""
     env = {**os.environ, "PATH": f"{tools_bin()}:{os.environ['PATH']}", **kwargs.pop("env", {})}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, **kwargs)
+
+
+CheckovResults = dict[str, list[dict[str, Any]]]
+
+
+def checkov(*args: str) -> CheckovResults:
+    """checkov's passed, failed and skipped checks, merged over its reports."""
+    result = run([tool("checkov"), *args, "--skip-download", "--output", "json"], timeout=300)
+    reports = json.loads(result.stdout)
+    merged: CheckovResults = {"failed_checks": [], "skipped_checks": [], "passed_checks": []}
+    for report in reports if isinstance(reports, list) else [reports]:
+        for key in merged:
+            merged[key] += report.get("results", {}).get(key, [])
+    return merged
+
+
+def assert_scan_clean(results: CheckovResults) -> None:
+    """Nothing failed, and every skipped check says why."""
+    assert results["passed_checks"], "checkov checked nothing"
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results["failed_checks"]]
+    assert not failed, "\n".join(failed)
+    for skipped in results["skipped_checks"]:
+        reason = str(skipped["check_result"].get("suppress_comment") or "")
+        assert len(reason.strip()) > 20, f"{skipped['check_id']} has no reason"
 
 
 def kube_version() -> str:
@@ -86,12 +113,30 @@ class Rendered:
     def workloads(self) -> list[Manifest]:
         return [m for m in self.manifests if m["kind"] in WORKLOAD_KINDS]
 
-    def worker_deployments(self) -> list[Manifest]:
-        return [d for d in self.of_kind("Deployment") if component(d) == "worker"]
+    def long_running(self) -> list[Manifest]:
+        """Deployments and Rollouts: the workloads whose pods serve until replaced."""
+        return [m for m in self.manifests if m["kind"] in POD_KINDS]
+
+    def workers(self) -> list[Manifest]:
+        return [w for w in self.long_running() if component(w) == "worker"]
 
 
 def component(manifest: Manifest) -> str:
     return str(manifest["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def seconds(duration: str) -> int:
+    """An Argo Rollouts duration as the chart writes them: whole seconds, "180s"."""
+    found = re.fullmatch(r"(\d+)s", duration)
+    assert found, f"{duration!r} is not written in seconds"
+    return int(found.group(1))
+
+
+def analysis_seconds(template: Manifest) -> int:
+    """How long an AnalysisRun of this template takes when every measurement is taken."""
+    return max(
+        seconds(m.get("initialDelay", "0s")) + m["count"] * seconds(m["interval"]) for m in template["spec"]["metrics"]
+    )
 
 
 def pod_spec(workload: Manifest) -> dict[str, Any]:

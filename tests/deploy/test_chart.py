@@ -8,6 +8,8 @@ import yaml
 from tests.deploy.conftest import (
     CHART,
     ENVIRONMENTS,
+    POD_KINDS,
+    WORKLOAD_KINDS,
     Rendered,
     component,
     container_env,
@@ -59,7 +61,7 @@ def test_a_digest_wins_over_the_tag() -> None:
     images = {
         c["image"]
         for doc in yaml.safe_load_all(result.stdout)
-        if doc and doc["kind"] in ("Deployment", "Job")
+        if doc and doc["kind"] in WORKLOAD_KINDS
         for c in containers(doc)
     }
     assert images == {f"registry.example.com/feastflow/feastflow@{digest}"}
@@ -85,8 +87,8 @@ def test_chart_refuses_a_grace_period_shorter_than_the_drain() -> None:
 
 def test_worker_replicas_never_exceed_partitions(env: Rendered) -> None:
     partitions = int(env.named("ConfigMap", "feastflow")["data"]["FEASTFLOW_PARTITIONS"])
-    for deployment in env.worker_deployments():
-        assert 1 <= deployment["spec"]["replicas"] <= partitions
+    for worker in env.workers():
+        assert 1 <= worker["spec"]["replicas"] <= partitions
 
 
 def test_chart_refuses_more_worker_replicas_than_partitions() -> None:
@@ -106,16 +108,16 @@ def test_a_further_worker_service_is_one_values_entry() -> None:
     assert env["FEASTFLOW_WORKER_SERVICE"] == "pricing-shadow"
 
 
-def test_each_worker_service_has_its_own_deployment_and_a_name_per_pod(env: Rendered) -> None:
+def test_each_worker_service_has_its_own_workload_and_a_name_per_pod(env: Rendered) -> None:
     services = []
-    for deployment in env.worker_deployments():
-        (container,) = containers(deployment)
+    for worker in env.workers():
+        (container,) = containers(worker)
         variables = container_env(container, env)
         services.append(variables["FEASTFLOW_WORKER_SERVICE"])
         assert variables["FEASTFLOW_WORKER_NAME"] == "<field metadata.name>"
         assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "0"  # dynamic: a rolled pod hands over at once
         data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == variables["FEASTFLOW_DATA"])
-        volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == data_mount["name"])
+        volume = next(v for v in pod_spec(worker)["volumes"] if v["name"] == data_mount["name"])
         assert "emptyDir" in volume
     assert sorted(services) == ["catalog", "orders"]
 
@@ -158,21 +160,26 @@ def test_api_metrics_from_several_processes_go_to_an_empty_dir(env: Rendered) ->
     assert "emptyDir" in next(v for v in pod_spec(api)["volumes"] if v["name"] == mount["name"])
 
 
+# The label each controller gives one revision's pods, which the spread's matchLabelKeys must name.
+REVISION_LABEL = {"Deployment": "pod-template-hash", "Rollout": "rollouts-pod-template-hash"}
+
+
 def test_pods_spread_over_nodes_and_zones(env: Rendered) -> None:
-    for deployment in env.of_kind("Deployment"):
-        constraints = pod_spec(deployment)["topologySpreadConstraints"]
+    for workload in env.long_running():
+        constraints = pod_spec(workload)["topologySpreadConstraints"]
         keys = {c["topologyKey"] for c in constraints}
         assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
         for constraint in constraints:
             selector = constraint["labelSelector"]["matchLabels"]
-            assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+            assert selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+            assert constraint["matchLabelKeys"] == [REVISION_LABEL[workload["kind"]]]
 
 
-def test_every_deployment_has_a_disruption_budget(env: Rendered) -> None:
+def test_every_deployment_and_rollout_has_a_disruption_budget(env: Rendered) -> None:
     budgets = [b["spec"]["selector"]["matchLabels"] for b in env.of_kind("PodDisruptionBudget")]
-    for deployment in env.of_kind("Deployment"):
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert any(selector.items() <= labels.items() for selector in budgets), deployment["metadata"]["name"]
+    for workload in env.long_running():
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert any(selector.items() <= labels.items() for selector in budgets), workload["metadata"]["name"]
 
 
 def test_the_api_autoscales_and_leaves_replicas_to_the_autoscaler(env: Rendered) -> None:
@@ -206,9 +213,9 @@ def test_ingress_streams_sse_unbuffered_and_only_the_public_api(env: Rendered) -
 
 
 def test_pods_are_annotated_for_prometheus(env: Rendered) -> None:
-    for deployment in env.of_kind("Deployment"):
-        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        ports = {p["containerPort"] for c in containers(deployment) for p in c["ports"]}
+    for workload in env.long_running():
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        ports = {p["containerPort"] for c in containers(workload) for p in c["ports"]}
         assert annotations["prometheus.io/scrape"] == "true"
         assert int(annotations["prometheus.io/port"]) in ports
 
@@ -226,12 +233,12 @@ def test_the_service_monitor_finds_every_service_by_a_named_port(rendered: dict[
 def test_config_changes_roll_the_pods(env: Rendered) -> None:
     before = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        for d in env.of_kind("Deployment")
+        for d in env.long_running()
     }
     result = helm_template(env.environment, "--set", "config.partitions=7")
     assert result.returncode == 0, result.stderr
     for doc in yaml.safe_load_all(result.stdout):
-        if doc and doc["kind"] == "Deployment":
+        if doc and doc["kind"] in POD_KINDS:
             assert (
                 doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != before[doc["metadata"]["name"]]
             )

@@ -103,22 +103,21 @@ def worker_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_worker_probes_hit_the_pages_that_mean_alive_and_ready(env: Rendered, worker_pages: dict[str, str]) -> None:
-    for deployment in env.worker_deployments():
-        (container,) = containers(deployment)
+    for worker in env.workers():
+        (container,) = containers(worker)
         settings = settings_in(container_env(container, env))
         for probe, view in (("livenessProbe", "health"), ("startupProbe", "health"), ("readinessProbe", "ready")):
             get = container[probe]["httpGet"]
             assert get["path"] == worker_pages[view], probe
             assert _port_number(container, get["port"]) == settings.worker_web_port, probe
-        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        annotations = worker["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/path"] == worker_pages["metrics"]
 
 
 def test_workers_listen_on_every_interface_in_the_cluster(env: Rendered, tmp_path: Path) -> None:
     from streams.worker import build_worker
 
-    deployment = env.worker_deployments()[0]
-    (container,) = containers(deployment)
+    (container,) = containers(env.workers()[0])
     # Secret and field references have no value outside a cluster: the code's defaults stand in.
     variables = {n: v for n, v in container_env(container, env).items() if not v.startswith("<")}
     variables["FEASTFLOW_DATA"] = str(tmp_path)
@@ -151,13 +150,13 @@ def test_network_policies_let_pods_reach_the_endpoints_they_are_configured_with(
 
 
 def test_network_policies_admit_the_ingress_controller_and_prometheus_on_the_serving_ports(env: Rendered) -> None:
-    for deployment in env.of_kind("Deployment"):
+    for workload in env.long_running():
         (policy,) = [
             p
             for p in env.of_kind("NetworkPolicy")
-            if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component(deployment)
+            if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component(workload)
         ]
-        (container,) = containers(deployment)
+        (container,) = containers(workload)
         admitted = {_port_number(container, p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"]}
         served = {p["containerPort"] for p in container["ports"]}
         assert admitted == served

@@ -1,18 +1,27 @@
 """Every manifest is valid Kubernetes, the plain manifests are the chart's, and the security scan is clean."""
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.conftest import ENVIRONMENTS, REPO, Rendered, kube_version, load_manifests, run, tool
+from tests.deploy.conftest import (
+    ENVIRONMENTS,
+    REPO,
+    Rendered,
+    assert_scan_clean,
+    checkov,
+    kube_version,
+    load_manifests,
+    run,
+    tool,
+)
 
 PLAIN = REPO / "deploy" / "k8s"
 ARGOCD = REPO / "deploy" / "argocd"
 # Custom resources kubernetes-validate has no schema for; each has tests of its own (ServiceMonitor in
-# test_chart.py, Argo CD below).
-CUSTOM_KINDS = {"ServiceMonitor", "Application", "AppProject"}
+# test_chart.py, Argo CD below, Argo Rollouts in test_pricing_canary.py).
+CUSTOM_KINDS = {"ServiceMonitor", "Application", "AppProject", "Rollout", "AnalysisTemplate"}
 
 
 def _validate(paths: list[Path]) -> None:
@@ -52,16 +61,6 @@ def test_plain_manifests_are_what_render_sh_makes_of_the_chart(render_dir: Path,
         )
 
 
-def _checkov(*args: str) -> dict[str, list[dict[str, object]]]:
-    result = run([tool("checkov"), *args, "--skip-download", "--output", "json"], timeout=300)
-    reports = json.loads(result.stdout)
-    merged: dict[str, list[dict[str, object]]] = {"failed_checks": [], "skipped_checks": [], "passed_checks": []}
-    for report in reports if isinstance(reports, list) else [reports]:
-        for key in merged:
-            merged[key] += report.get("results", {}).get(key, [])
-    return merged
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -72,13 +71,7 @@ def _checkov(*args: str) -> dict[str, list[dict[str, object]]]:
     ids=["manifests", "dockerfile", "workflows"],
 )
 def test_security_scan_finds_nothing_unexplained(target: tuple[str, ...]) -> None:
-    results = _checkov(*target)
-    assert results["passed_checks"], "checkov checked nothing"
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results["failed_checks"]]
-    assert not failed, "\n".join(failed)
-    for skipped in results["skipped_checks"]:
-        reason = str(skipped["check_result"].get("suppress_comment") or "")
-        assert len(reason.strip()) > 20, f"{skipped['check_id']} has no reason"
+    assert_scan_clean(checkov(*target))
 
 
 def test_security_scan_flags_a_privileged_pod(tmp_path: Path) -> None:
@@ -89,7 +82,7 @@ def test_security_scan_flags_a_privileged_pod(tmp_path: Path) -> None:
         "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]},
     }
     (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
-    results = _checkov("--directory", str(tmp_path), "--framework", "kubernetes")
+    results = checkov("--directory", str(tmp_path), "--framework", "kubernetes")
     failed = {c["check_id"] for c in results["failed_checks"]}
     assert "CKV_K8S_16" in failed  # privileged containers
 

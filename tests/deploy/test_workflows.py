@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART, REPO, load_manifests, run, tool
+from tests.deploy.conftest import CHART, REPO, WORKLOAD_KINDS, analysis_seconds, load_manifests, run, tool
 
 WORKFLOWS = REPO / ".github" / "workflows"
 SET_IMAGE = REPO / "deploy" / "cd" / "set_image.py"
@@ -120,8 +120,11 @@ def test_cd_deploys_atomically_and_rolls_back_after_a_failed_smoke_check() -> No
 def test_cd_waits_longer_than_the_slowest_rollout_deadline(rendered: dict[str, Any]) -> None:
     timeout = int(_workflow("deploy-environment.yml")["jobs"]["deploy"]["env"]["ROLLOUT_TIMEOUT_S"])
     for environment in rendered.values():
-        for deployment in environment.of_kind("Deployment"):
-            assert timeout > deployment["spec"]["progressDeadlineSeconds"]
+        # The pricing canary's Rollout also waits out its analysis before it promotes.
+        analysis = max(map(analysis_seconds, environment.of_kind("AnalysisTemplate")), default=0)
+        for workload in environment.long_running():
+            in_analysis = analysis if workload["kind"] == "Rollout" else 0
+            assert timeout > workload["spec"]["progressDeadlineSeconds"] + in_analysis
 
 
 @pytest.fixture
@@ -165,7 +168,7 @@ def test_set_image_points_the_chart_at_the_digest_and_keeps_the_file(values_copy
     images = {
         c["image"]
         for d in load_manifests(rendered.stdout)
-        if d["kind"] in ("Deployment", "Job")
+        if d["kind"] in WORKLOAD_KINDS
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {f"ghcr.io/acme/feastflow@{digest}"}

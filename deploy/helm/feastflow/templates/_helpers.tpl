@@ -99,6 +99,8 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
+{{/* matchLabelKeys names the label that tells one revision's pods from another's: pod-template-hash on a
+Deployment's pods (the default), rollouts-pod-template-hash on a Rollout's (pass it as revisionLabel). */}}
 {{- define "feastflow.topologySpread" -}}
 {{- $root := .root -}}
 topologySpreadConstraints:
@@ -113,7 +115,7 @@ topologySpreadConstraints:
         {{- with $.worker }}
         feastflow.io/worker: {{ . }}
         {{- end }}
-    matchLabelKeys: [pod-template-hash]
+    matchLabelKeys: [{{ $.revisionLabel | default "pod-template-hash" }}]
 {{- end }}
 {{- end -}}
 
