@@ -15,6 +15,7 @@ Thresholds live in deploy/canary/pricing.toml (the Argo Rollouts AnalysisTemplat
 
 import asyncio
 import logging
+import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -178,6 +179,8 @@ async def start_shadow(stack: LocalStack, code: Path, expect: str) -> Shadow:
 async def stop_shadow(stack: LocalStack, shadow: Shadow, settings: Settings) -> None:
     await stop_gracefully(shadow.pid, "the candidate")
     stack.unscrape("shadow", shadow.port)
+    group = f"{settings.namespace}-shadow-{shadow.label}"
+    shutil.rmtree(settings.worker_data_dir(group, shadow.unit).parent, ignore_errors=True)
     prefix = f"{settings.namespace}-shadow-{shadow.label}-"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="feastflow-canary")
     await admin.start()

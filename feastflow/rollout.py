@@ -215,6 +215,10 @@ class LocalStack:
             return {}
         return dict(line.split("=", 1) for line in saved.read_text().split() if "=" in line)
 
+    def worker_data_dir(self, worker_name: str) -> Path:
+        """The local worker runs every service (`all`), in the catalog service's group."""
+        return self.settings.worker_data_dir(f"{self.settings.namespace}-catalog", worker_name)
+
     def admin_headers(self) -> dict[str, str]:
         token = issue_token(self.settings.jwt_secret, Role.ADMIN, "rollout", ttl_s=600)
         return {"Authorization": f"Bearer {token}"}
@@ -370,7 +374,7 @@ async def roll_worker(
         await bake(pid, f"worker {successor}", f"http://127.0.0.1:{port}", {"/feastflow/health/": 200}, guard.bake_s)
     except RolloutFailed:
         await stop_gracefully(pid, f"worker {successor}")  # the old worker never stopped: it takes its partitions back
-        shutil.rmtree(stack.settings.data_dir / "workers" / successor, ignore_errors=True)
+        shutil.rmtree(stack.worker_data_dir(successor), ignore_errors=True)
         raise
     stack.scrape("worker", "worker", port)
     say(f"worker: {successor} ready and baked on :{port} (pid {pid}); stopping {name}")
@@ -378,7 +382,7 @@ async def roll_worker(
     stack.record_worker(successor, port)
     await stop_gracefully(unit.pid, f"worker {name}")
     stack.unscrape("worker", unit.port)
-    shutil.rmtree(stack.settings.data_dir / "workers" / name, ignore_errors=True)  # its tables live in changelogs
+    shutil.rmtree(stack.worker_data_dir(name), ignore_errors=True)  # its tables live in changelogs
     say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")
     if replaced is not None:
         replaced.append(Replaced("worker", previous))

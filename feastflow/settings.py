@@ -96,6 +96,11 @@ class Settings:
             track_file=_env("TRACK_FILE", ""),
         )
 
+    def worker_data_dir(self, group: str, worker_name: str | None = None) -> Path:
+        """A worker's RocksDB tables: per consumer group, so a pod that changes role (shadow -> catalog)
+        never opens another group's stores and changelog offsets."""
+        return self.data_dir / "workers" / group / (worker_name or self.worker_name)
+
     def city(self, code: str) -> City | None:
         return next((c for c in self.cities if c.code == code), None)
 

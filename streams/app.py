@@ -152,7 +152,7 @@ def group_instance_id(settings: Settings, service: WorkerService) -> str:
 
 def create_app(settings: Settings) -> Worker:
     service = worker_service(settings)
-    datadir = settings.data_dir / "workers" / settings.worker_name
+    datadir = settings.worker_data_dir(service.app_id(settings))
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = FeastFlowApp(
         service.app_id(settings),

@@ -87,7 +87,7 @@ async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> N
             await asyncio.sleep(1.5)
             stack.workers["w1"].kill()
             if round_ == 2:  # the node is gone with its disk: tables come back from their changelogs
-                shutil.rmtree(stack.root / "data" / "workers" / "w1")
+                shutil.rmtree(stack.settings.worker_data_dir(f"{stack.namespace}-catalog", "w1"))
             await asyncio.sleep(0.5)
             await stack.start_worker("w1")
         await asyncio.sleep(1.0)
