@@ -7,7 +7,7 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
+.PHONY: screenshots help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
@@ -83,6 +83,10 @@ rollout: deps
 bench: up
 	$(PY) -m bench.latency
 	$(PY) -m bench.orders
+
+# Refresh the README's screenshots (docs/screenshots) from the browser tests.
+screenshots: up
+	FEASTFLOW_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/browser
 
 token-admin:
 	@$(FEASTFLOW) token --role admin
