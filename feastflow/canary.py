@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_POLICY = REPO_ROOT / "deploy" / "canary" / "pricing.toml"
 P99_SLACK_S = 0.025
+NOMINAL_P99_S = 0.01  # what the stable version is held to when Prometheus has never seen it process a record
 
 
 class CanaryAborted(Exception):
@@ -232,15 +233,19 @@ async def watch(
             session, prometheus, f"sum(increase(feastflow_shadow_errors_total{{{selector}}}[{window}])) or vector(0)"
         )
         lag = await instant(session, prometheus, f"max(feastflow_shadow_lag_records{{{selector}}})")
-        candidate_p99 = await instant(session, prometheus, _p99(f'agent="shadow",{selector}'))
-        stable_p99 = await instant(session, prometheus, _p99('agent="catalog"'))
+        # The candidate's last minutes include its catch-up; an idle stable version is judged by its last hour.
+        candidate_p99 = await instant(session, prometheus, _p99(f'agent="shadow",{selector}', "5m"))
+        stable_p99 = await instant(session, prometheus, _p99('agent="catalog"', "1m")) or await instant(
+            session, prometheus, _p99('agent="catalog"', "1h")
+        )
         measured.samples += 1
         measured.divergence_ratio = max(measured.divergence_ratio, diverged / max(compared, 1.0))
         measured.errors = max(measured.errors, errors or 0.0)
         measured.lag = max(measured.lag, float("inf") if lag is None else lag)
         measured.compared_min = compared if measured.compared_min is None else min(measured.compared_min, compared)
-        if candidate_p99 is not None and stable_p99:
-            measured.p99_ratio = max(measured.p99_ratio, max(0.0, candidate_p99 - P99_SLACK_S) / stable_p99)
+        if candidate_p99 is not None:
+            reference = stable_p99 or NOMINAL_P99_S
+            measured.p99_ratio = max(measured.p99_ratio, max(0.0, candidate_p99 - P99_SLACK_S) / reference)
         if breaches := breached(measured, policy):
             print_measurements(measured, policy)
             raise CanaryAborted("; ".join(breaches))
@@ -248,8 +253,9 @@ async def watch(
     return measured
 
 
-def _p99(selector: str) -> str:
-    return f"histogram_quantile(0.99, sum by (le) (rate(feastflow_worker_processing_seconds_bucket{{{selector}}}[1m])))"
+def _p99(selector: str, window: str) -> str:
+    rate = f"rate(feastflow_worker_processing_seconds_bucket{{{selector}}}[{window}])"
+    return f"histogram_quantile(0.99, sum by (le) ({rate}))"
 
 
 def breached(measured: Measurements, policy: CanaryPolicy) -> list[str]:
