@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +127,10 @@ async def canary(
     record = history.begin("canary", code, candidate)
     say(f"canary {record.number}: {code} ({record.version}) in shadow; expected changes: {expect or 'none'}")
     stack = LocalStack(settings)
-    shadow = await start_shadow(stack, code, expect)
+    shadow: Shadow | None = None
     measured = Measurements()
     try:
+        shadow = await start_shadow(stack, code, expect)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await catch_up(session, prometheus, shadow, policy, say)
             measured = await watch(session, prometheus, shadow, policy, say)
@@ -138,9 +139,10 @@ async def canary(
         say(f"ABORTED: {abort}; the stable version was never touched")
         raise CanaryAborted(str(abort)) from None
     finally:
-        await stop_shadow(stack, shadow, settings)
+        if shadow is not None:
+            await stop_shadow(stack, shadow, settings)
     history.finish(record, PASSED)
-    report = {"canary": record.number, "code": str(code), "measurements": measured.__dict__, "promoted": None}
+    report = {"canary": record.number, "code": str(code), "measurements": asdict(measured), "promoted": None}
     print_measurements(measured, policy)
     if not promote:
         say("analysis passed; not promoted (--no-promote)")
