@@ -130,16 +130,8 @@ async def test_a_candidate_that_crashes_is_aborted(tmp_path: Path) -> None:
 async def test_a_slow_candidate_is_aborted_even_when_nothing_changes(tmp_path: Path) -> None:
     """With no live changes there is no recent stable timing to compare with: its last hour stands in."""
     settings = Settings.from_env()
-    slower = {
-        "streams/catalog_agent.py": (
-            SLOW["streams/catalog_agent.py"][0],
-            SLOW["streams/catalog_agent.py"][1].replace("0.5", "0.1"),
-        )
-    }
     with pytest.raises(CanaryAborted, match=r"slower per record|lag not converging"):
-        await canary(
-            settings, str(build(tmp_path, "idle-slow", slower)), policy=replace(POLICY, catch_up_timeout_s=120)
-        )
+        await canary(settings, str(build(tmp_path, "idle-slow", SLOW)), policy=replace(POLICY, catch_up_timeout_s=120))
 
 
 async def test_a_candidate_that_cannot_keep_up_with_the_log_is_aborted(tmp_path: Path) -> None:
