@@ -19,6 +19,7 @@ from models.events import utc_now
 IN_PROGRESS = "in_progress"
 SUCCEEDED = "succeeded"
 FAILED = "failed"  # the previous version was put back on every unit the release had replaced
+DEPLOYS = ("baseline", "rollout", "rollback")  # the kinds that change what runs
 # A canary's analysis (kind "canary") ends passed or aborted; its promotion is a rollout release of its own.
 PASSED = "passed"
 ABORTED = "aborted"
@@ -67,7 +68,7 @@ class ReleaseHistory:
     def ensure_baseline(self, running: Path) -> None:
         """Before the first release: record what runs now, so there is something to roll back to."""
         with self._locked() as releases:
-            if not releases:
+            if not any(r.kind in DEPLOYS for r in releases):  # canaries may come first; they deploy nothing
                 version = code_version(running)
                 now = utc_now()
                 releases.append(Release(0, "baseline", str(running), version, None, now, _who(), SUCCEEDED, now))
@@ -80,7 +81,7 @@ class ReleaseHistory:
 
     def last_good(self, before: int | None = None) -> Release | None:
         good = [r for r in self.all() if r.outcome == SUCCEEDED and (before is None or r.number < before)]
-        return good[-1] if good else None
+        return max(good, key=lambda r: r.number) if good else None
 
     @contextmanager
     def _locked(self) -> Iterator[list[Release]]:
