@@ -43,6 +43,7 @@ from feastflow.rollout import (
 from feastflow.settings import REPO_ROOT, Settings
 from models.events import PricingReprice, system_batch, utc_now
 from models.shadow import parse_expected_changes
+from streams.topics import consumer_group
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class Shadow:
     def selector(self) -> str:
         """Its series, and no earlier shadow's (a port may be used again; the label never is)."""
         return f'unit="{self.unit}"'
+
+    def gauge(self, name: str) -> str:
+        return f"max(feastflow_shadow_{name}{{{self.selector}}})"
 
 
 async def canary(
@@ -182,9 +186,9 @@ async def start_shadow(stack: LocalStack, code: Path, expect: str) -> Shadow:
 async def stop_shadow(stack: LocalStack, shadow: Shadow, settings: Settings) -> None:
     await stop_gracefully(shadow.pid, "the candidate")
     stack.unscrape("shadow", shadow.port)
-    group = f"{settings.namespace}-shadow-{shadow.label}"
+    group = consumer_group(settings.namespace, "shadow", shadow.label)
     shutil.rmtree(settings.worker_data_dir(group, shadow.unit).parent, ignore_errors=True)
-    prefix = f"{settings.namespace}-shadow-{shadow.label}-"
+    prefix = f"{group}-"  # Faust names the group's changelog topics after it
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="feastflow-canary")
     await admin.start()
     try:
@@ -205,8 +209,8 @@ async def catch_up(
     while time.monotonic() - started < policy.catch_up_timeout_s:
         if not process_alive(shadow.pid):
             raise CanaryAborted(f"the candidate exited {time.monotonic() - started:.0f}s into catching up")
-        lag = await instant(session, prometheus, f"max(feastflow_shadow_lag_records{{{shadow.selector}}})")
-        compared = await instant(session, prometheus, f"max(feastflow_shadow_items_compared{{{shadow.selector}}})")
+        lag = await instant(session, prometheus, shadow.gauge("lag_records"))
+        compared = await instant(session, prometheus, shadow.gauge("items_compared"))
         if lag is not None and lag <= policy.max_lag and (compared or 0) >= policy.min_items_compared:
             say(f"caught up in {time.monotonic() - started:.0f}s (lag {lag:.0f}, {compared:.0f} items compared)")
             return
@@ -229,12 +233,12 @@ async def watch(
         await asyncio.sleep(policy.interval_s)
         if not process_alive(shadow.pid):
             raise CanaryAborted("the candidate exited during the analysis")
-        compared = await instant(session, prometheus, f"max(feastflow_shadow_items_compared{{{selector}}})") or 0.0
-        diverged = await instant(session, prometheus, f"max(feastflow_shadow_items_diverged{{{selector}}})") or 0.0
+        compared = await instant(session, prometheus, shadow.gauge("items_compared")) or 0.0
+        diverged = await instant(session, prometheus, shadow.gauge("items_diverged")) or 0.0
         errors = await instant(
             session, prometheus, f"sum(increase(feastflow_shadow_errors_total{{{selector}}}[{window}])) or vector(0)"
         )
-        lag = await instant(session, prometheus, f"max(feastflow_shadow_lag_records{{{selector}}})")
+        lag = await instant(session, prometheus, shadow.gauge("lag_records"))
         # The candidate's last minutes include its catch-up; an idle stable version is judged by its last hour.
         candidate_p99 = await instant(session, prometheus, _p99(f'agent="shadow",{selector}', "5m"))
         stable_p99 = await instant(session, prometheus, _p99('agent="catalog"', "1m")) or await instant(

@@ -39,6 +39,7 @@ from api.auth import Role, issue_token
 from feastflow.prometheus import PrometheusUnavailable, instant
 from feastflow.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
 from feastflow.settings import REPO_ROOT, Settings
+from streams.topics import consumer_group
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class LocalStack:
 
     def worker_data_dir(self, worker_name: str) -> Path:
         """The local worker runs every service (`all`), in the catalog service's group."""
-        return self.settings.worker_data_dir(f"{self.settings.namespace}-catalog", worker_name)
+        return self.settings.worker_data_dir(consumer_group(self.settings.namespace, "all"), worker_name)
 
     def admin_headers(self) -> dict[str, str]:
         token = issue_token(self.settings.jwt_secret, Role.ADMIN, "rollout", ttl_s=600)

@@ -19,7 +19,7 @@ from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
 from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
 from streams.state import CatalogTables
-from streams.topics import catalog_topic_name, dead_letter_topic_name, order_topic_name
+from streams.topics import catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,7 @@ class WorkerService(enum.StrEnum):
 
     def app_id(self, settings: Settings) -> str:
         """The consumer group (and table changelog prefix): one per service, so each keeps its own offsets."""
-        if self is WorkerService.ORDERS:
-            return f"{settings.namespace}-orders"
-        if self is WorkerService.SHADOW:
-            return f"{settings.namespace}-shadow-{settings.shadow_label}"
-        return f"{settings.namespace}-catalog"
+        return consumer_group(settings.namespace, self.value, settings.shadow_label)
 
 
 def worker_service(settings: Settings) -> WorkerService:

@@ -19,7 +19,7 @@ import orjson
 from feastflow.redis_keys import city_keys
 from models.shadow import Comparison, ExpectedChange, compare_city, parse_expected_changes
 from streams.app import Worker, pod_track
-from streams.delivery import guard_of
+from streams.gauges import partition_lag
 from streams.metrics import (
     SHADOW_CITIES_PENDING,
     SHADOW_ITEMS_COMPARED,
@@ -41,9 +41,9 @@ def register_shadow_comparison(worker: Worker) -> None:
 
     @worker.app.timer(interval=SWEEP_EVERY_S)  # type: ignore[untyped-decorator]
     async def compare_with_stable() -> None:
-        positions = await guard_of(worker.app).positions(worker.app)
-        if len(positions) == worker.settings.partitions:  # until every partition is fetched, lag is unknown
-            SHADOW_LAG.set(sum(max(0, end - next_offset) for next_offset, end in positions.values()))
+        lag = await partition_lag(worker)
+        if len(lag) == worker.settings.partitions:  # until every partition is fetched, lag is unknown
+            SHADOW_LAG.set(sum(lag.values()))
         total, pending = Comparison(), 0
         for city in worker.settings.city_codes:
             comparison = await _compare_city(worker, city, changes)

@@ -31,3 +31,13 @@ def project_topics(namespace: str, partitions: int) -> list[TopicSpec]:
         TopicSpec(order_topic_name(namespace), partitions, keep_forever),
         TopicSpec(dead_letter_topic_name(namespace), partitions, keep_forever),
     ]
+
+
+def consumer_group(namespace: str, service: str, shadow_label: str = "") -> str:
+    """A worker service's consumer group, which also prefixes its Faust table changelogs and names its tables'
+    folder. The local stack's `all` worker is in the catalog service's group."""
+    if service == "orders":
+        return f"{namespace}-orders"
+    if service == "shadow":
+        return f"{namespace}-shadow-{shadow_label}"
+    return f"{namespace}-catalog"

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from api.auth import Role, issue_token
+from feastflow.prometheus import instant
 from feastflow.settings import Settings
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.sse import SseClient
@@ -34,8 +35,7 @@ async def query(http: aiohttp.ClientSession, promql: str) -> list[dict[str, Any]
 
 
 async def value_of(http: aiohttp.ClientSession, promql: str) -> float | None:
-    result = await query(http, promql)
-    return float(result[0]["value"][1]) if result else None
+    return await instant(http, PROMETHEUS, promql)  # the project's own query, as the canary uses it
 
 
 async def eventually(check: Any, timeout: float = 90.0) -> Any:

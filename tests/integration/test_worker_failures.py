@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from feastflow.redis_keys import city_keys
+from streams.topics import consumer_group
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.processes import feastflow_command
 from tests.support.sse import SseClient
@@ -87,7 +88,7 @@ async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> N
             await asyncio.sleep(1.5)
             stack.workers["w1"].kill()
             if round_ == 2:  # the node is gone with its disk: tables come back from their changelogs
-                shutil.rmtree(stack.settings.worker_data_dir(f"{stack.namespace}-catalog", "w1"))
+                shutil.rmtree(stack.settings.worker_data_dir(consumer_group(stack.namespace, "all"), "w1"))
             await asyncio.sleep(0.5)
             await stack.start_worker("w1")
         await asyncio.sleep(1.0)
