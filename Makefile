@@ -7,7 +7,7 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: screenshots help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
+.PHONY: diagrams screenshots help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
@@ -16,6 +16,7 @@ help:
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make deploy-tools - helm, actionlint, kubernetes-validate, checkov, hadolint for tests/deploy (cached)"
 	@echo "make rollout [REF=git-ref] - rolling deploy of the running stack, one unit at a time"
+	@echo "make diagrams - render the architecture diagrams (docs/diagrams) to PNG and SVG"
 	@echo "make bench  - the menu latency and order throughput benchmarks (print tables)"
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -83,6 +84,10 @@ rollout: deps
 bench: up
 	$(PY) -m bench.latency
 	$(PY) -m bench.orders
+
+# Render docs/diagrams/*.dot to PNG and SVG (Graphviz), recording each source's digest beside its renders.
+diagrams:
+	docs/diagrams/render.sh
 
 # Refresh the README's screenshots (docs/screenshots) from the browser tests.
 screenshots: up
