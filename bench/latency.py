@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Role, issue_token
-from bench.report import percentile, print_table, save
+from bench.report import percentile, report_result
 from feastflow.settings import Settings
 
 CITY = "blr"
@@ -231,7 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def print_report(report: dict[str, Any]) -> None:
+def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     lat = report["latency_ms"]
     reads = report["menu_get"]
     rows = [
@@ -253,7 +253,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
     ]
-    print_table(rows)
+    return rows
 
 
 def main() -> None:
@@ -271,8 +271,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.clients * 2 + 512)), hard))
     report = asyncio.run(run(args))
-    print_report(report)
-    print(f"\n(saved {save(report, 'latency')})")
+    print(f"\n(written to {report_result('latency', report, report_rows(report))})")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Role, issue_token
-from bench.report import percentile, print_table, save
+from bench.report import percentile, report_result
 from feastflow.settings import Settings
 
 CITY = "blr"
@@ -131,23 +131,21 @@ def main() -> None:
     args = parser.parse_args()
     report = asyncio.run(run(args))
     lat = report["latency_ms"]
-    print_table(
-        [
-            ("concurrent ordering slots", str(report["customers"])),
-            (
-                "orders accepted / placed",
-                f"{report['orders_accepted']} / {report['orders_placed']} in {report['duration_s']} s",
-            ),
-            ("sustained orders/s", f"{report['orders_per_s']:.1f}"),
-            (
-                "POST -> accepted on stream p50 / p95 / p99",
-                f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms",
-            ),
-            ("max", f"{report['max_ms']:.1f} ms"),
-            ("failures", str(report["failures"] or 0)),
-        ]
-    )
-    print(f"\n(saved {save(report, 'orders')})")
+    rows = [
+        ("concurrent ordering slots", str(report["customers"])),
+        (
+            "orders accepted / placed",
+            f"{report['orders_accepted']} / {report['orders_placed']} in {report['duration_s']} s",
+        ),
+        ("sustained orders/s", f"{report['orders_per_s']:.1f}"),
+        (
+            "POST -> accepted on stream p50 / p95 / p99",
+            f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms",
+        ),
+        ("max", f"{report['max_ms']:.1f} ms"),
+        ("failures", str(report["failures"] or 0)),
+    ]
+    print(f"\n(written to {report_result('orders', report, rows)})")
 
 
 if __name__ == "__main__":

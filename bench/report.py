@@ -1,9 +1,10 @@
-"""What the benchmarks share: percentiles, the printed table, and where results are kept."""
+"""What the benchmarks share: percentiles, and publishing a result (docs/benchmarks/, quoted by the README)."""
 
-import json
-import time
+import sys
 from pathlib import Path
 from typing import Any
+
+from feastflow.results import markdown_table, publish
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -13,17 +14,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def print_table(rows: list[tuple[str, str]]) -> None:
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'metric'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
-
-
-def save(report: dict[str, Any], kind: str) -> Path:
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2))
-    return path
+def report_result(kind: str, report: dict[str, Any], rows: list[tuple[str, str]]) -> Path:
+    """Print the result's table and write it, with the raw report, under docs/benchmarks/."""
+    table = markdown_table(("metric", "value"), rows)
+    print(table)
+    command = " ".join([f".venv/bin/python -m bench.{kind}", *sys.argv[1:]])
+    return publish(kind, command, report, table)

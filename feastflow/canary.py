@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from api.publisher import EventPublisher
 from feastflow.prometheus import PrometheusUnavailable, instant
 from feastflow.releases import ABORTED, PASSED, ReleaseHistory
+from feastflow.results import markdown_table
 from feastflow.rollout import (
     Guardrails,
     LocalStack,
@@ -289,9 +290,7 @@ def print_measurements(measured: Measurements, policy: CanaryPolicy) -> None:
         ("items compared (fewest)", f"{measured.compared_min or 0:.0f}", f">= {policy.min_items_compared:.0f}"),
         ("p99 per record vs stable", f"{measured.p99_ratio:.2f}x", f"<= {policy.max_processing_p99_ratio:.1f}x"),
     ]
-    print("| check | worst | threshold |\n|---|---|---|")
-    for name, worst, threshold in rows:
-        print(f"| {name} | {worst} | {threshold} |")
+    print(markdown_table(("check", "worst", "threshold"), rows))
 
 
 async def reprice_every_city(settings: Settings) -> None:

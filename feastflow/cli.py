@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
         policy = CanaryPolicy.load(Path(args.policy)) if args.policy else CanaryPolicy.load()
         try:
-            asyncio.run(
-                run_canary(settings, args.candidate, args.expect, policy, not args.no_promote, args.prometheus)
-            )
+            asyncio.run(run_canary(settings, args.candidate, args.expect, policy, not args.no_promote, args.prometheus))
         except CanaryAborted as abort:
             print(f"canary aborted: {abort}", file=sys.stderr)
             return 1
@@ -158,14 +156,18 @@ def main(argv: list[str] | None = None) -> int:
         print_releases(ReleaseHistory(settings.data_dir).all())
         return 0
     if args.command == "rehearse":
-        from feastflow.rehearsal import Sizes, print_report
+        from feastflow.rehearsal import Sizes, report_rows
         from feastflow.rehearsal import rehearse as run_rehearsal
+        from feastflow.results import markdown_table, publish
 
         sizes = Sizes(
             sse_clients=args.clients, rolls=args.rolls, admin_per_s=args.admin_rate, orders_per_s=args.order_rate
         )
         result = asyncio.run(run_rehearsal(settings, sizes))
-        print_report(result)
+        table = markdown_table(("rehearsal", "value"), report_rows(result))
+        print(table)
+        command = " ".join([".venv/bin/feastflow", *(argv if argv is not None else sys.argv[1:])])
+        print(f"(written to {publish('rehearsal', command, result, table)})")
         failed = {name: count for name, count in result["failures"].items() if count}
         if failed:
             print(f"rehearsal FAILED: {failed}; reasons: {result['failure_reasons']}", file=sys.stderr)

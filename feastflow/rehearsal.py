@@ -391,7 +391,7 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count} ({count / seconds:.1f}/s over {seconds:.0f} s of traffic)"
 
 
-def print_report(result: dict[str, Any]) -> None:
+def report_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [(name.replace("_", " "), str(count)) for name, count in result["failures"].items()]
     rows += [
         ("admin changes acknowledged", _rate(result["admin_changes_acknowledged"], result["traffic_s"])),
@@ -409,8 +409,4 @@ def print_report(result: dict[str, Any]) -> None:
         ),
         ("time spent rolling", f"{result['rollout_s']} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'rehearsal'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    return rows

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from feastflow.results import markdown_table
 from models.events import utc_now
 
 IN_PROGRESS = "in_progress"
@@ -118,7 +119,4 @@ def print_releases(releases: list[Release]) -> None:
         (str(r.number), r.kind, r.version, r.ref or "", r.started_at, r.who, r.outcome, r.reason or "")
         for r in releases
     ]
-    header = ("#", "kind", "version", "ref", "started", "who", "outcome", "reason")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+    print(markdown_table(("#", "kind", "version", "ref", "started", "who", "outcome", "reason"), rows))
