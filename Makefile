@@ -72,6 +72,7 @@ test: up deploy-tools
 
 lint:
 	$(VENV)/bin/ruff check models streams api feastflow tests bench deploy
+	$(VENV)/bin/ruff format --check models streams api feastflow tests bench deploy
 
 typecheck:
 	$(VENV)/bin/mypy

@@ -50,9 +50,7 @@ def parse_expected_changes(spec: str) -> tuple[ExpectedChange, ...]:
         ratio = rule.get("ratio")
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 10:
             raise InvalidEvent("ratio must be a number in (0, 10]", field=f"[{n}].ratio")
-        parsed.append(
-            ExpectedChange(float(ratio), rule.get("city"), rule.get("restaurant_id"), rule.get("category"))
-        )
+        parsed.append(ExpectedChange(float(ratio), rule.get("city"), rule.get("restaurant_id"), rule.get("category")))
     return tuple(parsed)
 
 

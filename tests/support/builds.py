@@ -11,11 +11,15 @@ from feastflow.settings import REPO_ROOT, Settings
 def build(tmp_path: Path, name: str, patches: dict[str, tuple[str, str]]) -> Path:
     """A copy of this checkout (tracked and new files) with some lines changed: another build to roll to."""
     code = tmp_path / name
-    listed = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        capture_output=True,
-        check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for relative in filter(None, listed):
         source = REPO_ROOT / relative
         if source.is_file():
