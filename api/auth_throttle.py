@@ -2,8 +2,8 @@
 until the oldest failure leaves the window, so guessing tokens or keys costs time.
 
 Per process, like every pod-local limit: a client spread over N pods gets N times the budget, which still
-bounds guessing. Behind the gateway every peer is the gateway itself, so the client is read from
-X-Forwarded-For, trusting only hops appended by the configured proxies.
+bounds guessing. Behind the gateway every peer is the gateway itself, so the client is the address the
+gateway (a configured trusted proxy) appended to X-Forwarded-For.
 """
 
 import ipaddress
@@ -18,7 +18,6 @@ from aiohttp import web
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_CLIENTS_TRACKED = 10_000
-MAX_FORWARDED_HOPS = 16
 
 
 class FailedAuthThrottle:
@@ -72,11 +71,10 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 
 def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str:
-    """The first address, walking X-Forwarded-For from the right, that no trusted proxy vouches for."""
-    address = request.remote or "unknown"
-    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")][-MAX_FORWARDED_HOPS:]
-    for hop in reversed(hops):
-        if not hop or not _trusted(address, trusted):
-            break
-        address = hop[:64]
-    return address
+    """The peer, or, when the peer is a trusted proxy, the address it appended to X-Forwarded-For (its last
+    entry; anything left of it came from the client and is not believed)."""
+    peer = request.remote or "unknown"
+    forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+    if forwarded and _trusted(peer, trusted):
+        return forwarded[:64]
+    return peer
