@@ -4,7 +4,9 @@ published, and a client that keeps failing is throttled."""
 import base64
 import itertools
 import json
+import os
 import secrets
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from feastflow.tokens import ISSUER, MAX_LIFETIME_S, Role, audience, fingerprint, issue_token
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
+from tests.support.processes import feastflow_command, free_port
 from tests.support.stack import Stack
 
 NEW_KEY, OLD_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
@@ -210,3 +213,36 @@ async def test_repeated_failures_throttle_the_client_not_others(
     neighbour = "203.0.113.1"
     status, error = await answer(http, stack, ADMIN_READ, neighbour, stack.token())
     assert (status, error and error["code"]) == (404, "unknown_event"), error
+
+
+def run_feastflow(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FEASTFLOW_")}
+    environment.update(env)
+    return subprocess.run(feastflow_command(*args), env=environment, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"FEASTFLOW_JWT_SECRET": "s" * 31},
+        {"FEASTFLOW_JWT_KEYS": f"new:{NEW_KEY},old:short"},
+        {"FEASTFLOW_JWT_KEYS": "no-colon-here"},
+        {},
+    ],
+    ids=["short-secret", "one-short-key", "malformed-keys", "no-secret"],
+)
+def test_an_api_pod_refuses_to_start_with_a_weak_or_missing_key(tmp_path: Path, keys: dict[str, str]) -> None:
+    result = run_feastflow("api", FEASTFLOW_DATA=str(tmp_path), FEASTFLOW_API_PORT=str(free_port()), **keys)
+    assert result.returncode != 0
+    assert "FEASTFLOW_JWT" in result.stderr, result.stderr
+
+
+def test_the_token_command_caps_lifetimes_and_signs_with_the_first_key(tmp_path: Path) -> None:
+    keys = {"FEASTFLOW_DATA": str(tmp_path), "FEASTFLOW_JWT_KEYS": f"new:{NEW_KEY},old:{OLD_KEY}"}
+    refused = run_feastflow("token", "--role", "admin", "--ttl", str(MAX_LIFETIME_S[Role.ADMIN] + 1), **keys)
+    assert refused.returncode == 2 and "at most" in refused.stderr, refused.stderr
+    issued = run_feastflow("token", "--role", "admin", **keys)
+    token = issued.stdout.strip()
+    assert jwt.get_unverified_header(token)["kid"] == "new"
+    document = jwt.decode(token, NEW_KEY, algorithms=["HS256"], audience=audience(Role.ADMIN))
+    assert document["exp"] - document["iat"] == MAX_LIFETIME_S[Role.ADMIN]
