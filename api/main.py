@@ -9,6 +9,7 @@ import aiopg
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.auth import require_signing_keys
 from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
 from api.keys import (
     DRAINING,
@@ -103,8 +104,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def run_api(settings: Settings) -> None:
-    if not settings.jwt_secret:
-        raise SystemExit("no signing secret: set FEASTFLOW_JWT_SECRET (make run generates one into .data/jwt-secret)")
+    require_signing_keys(settings)
     if settings.api_processes > 1:
         run_api_processes(settings)
     else:

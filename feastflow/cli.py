@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("token", help="print a signed token for the local stack")
     token.add_argument("--role", choices=["admin", "customer", "restaurant"], required=True)
     token.add_argument("--sub", default=None, help="subject (user id); defaults to a name per role")
-    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl", type=int, default=None, help="lifetime in seconds (default and cap: the role's maximum)"
+    )
     commands.add_parser("topics", help="create the project's Kafka topics (idempotent)")
     commands.add_parser("migrate", help="apply PostgreSQL migrations (idempotent)")
     seed = commands.add_parser("seed", help="publish demo data through the admin API")
@@ -92,12 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         run_api(settings)
         return 0
     if args.command == "token":
-        from api.auth import Role, issue_token
+        from feastflow.tokens import KeyRing, Role, WeakSigningKey, issue_token
 
-        if not settings.jwt_secret:
-            print("no signing secret: set FEASTFLOW_JWT_SECRET or run `make run` first", file=sys.stderr)
+        try:
+            keys = KeyRing.from_settings(settings)
+            keys.check_strength()
+        except WeakSigningKey as weak:
+            print(f"{weak} (set FEASTFLOW_JWT_SECRET or FEASTFLOW_JWT_KEYS, or run `make run`)", file=sys.stderr)
             return 2
-        print(issue_token(settings.jwt_secret, Role(args.role), args.sub or f"local-{args.role}", args.ttl))
+        try:
+            print(issue_token(keys, Role(args.role), args.sub or f"local-{args.role}", args.ttl))
+        except ValueError as refused:  # a lifetime above the role's cap
+            print(refused, file=sys.stderr)
+            return 2
         return 0
     if args.command == "topics":
         from feastflow.topics import ensure_topics

@@ -22,6 +22,11 @@ def _local_secret(data_dir: Path) -> str:
     return ""
 
 
+def _first_key_secret(keys_spec: str) -> str:
+    """FEASTFLOW_JWT_KEYS="kid1:secret1,kid2:secret2": the first key signs (feastflow.tokens.KeyRing)."""
+    return keys_spec.split(",")[0].partition(":")[2].strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     namespace: str = "feastflow"
@@ -32,6 +37,10 @@ class Settings:
     partitions: int = 6
     replication_factor: int = 1
     jwt_secret: str = ""
+    jwt_keys: str = ""
+    auth_failures_max: int = 30
+    auth_failures_window_s: float = 60.0
+    trusted_proxies: str = "127.0.0.0/8,::1/128"
     data_dir: Path = REPO_ROOT / ".data"
     feed_maxlen: int = 10_000
     admin_rate_per_second: int = 200
@@ -69,7 +78,11 @@ class Settings:
             cities=parse_cities(cities_spec) if cities_spec else DEFAULT_CITIES,
             partitions=int(_env("PARTITIONS", "6")),
             replication_factor=int(_env("REPLICATION_FACTOR", "1")),
-            jwt_secret=_env("JWT_SECRET", "") or _local_secret(data_dir),
+            jwt_secret=_env("JWT_SECRET", "") or _first_key_secret(_env("JWT_KEYS", "")) or _local_secret(data_dir),
+            jwt_keys=_env("JWT_KEYS", ""),
+            auth_failures_max=int(_env("AUTH_FAILURES_MAX", "30")),
+            auth_failures_window_s=float(_env("AUTH_FAILURES_WINDOW_S", "60")),
+            trusted_proxies=_env("TRUSTED_PROXIES", "127.0.0.0/8,::1/128"),
             data_dir=data_dir,
             feed_maxlen=int(_env("FEED_MAXLEN", "10000")),
             admin_rate_per_second=int(_env("ADMIN_RATE", "200")),

@@ -157,6 +157,8 @@ def create_app(settings: Settings) -> Worker:
         datadir=str(datadir),
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
+        # Faust binds 0.0.0.0 unless told: operator views listen only where settings say (loopback by default).
+        web_bind=settings.worker_web_host,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,  # Faust's changelog and assignor topics
         broker_session_timeout=10.0,

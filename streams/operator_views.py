@@ -11,6 +11,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from feastflow.tokens import KeyRing, Role, TokenRefused, verify_token
 from streams.app import Worker
 from streams.delivery import guard_of, recovery_completed
 from streams.operator_pages import answer
@@ -60,7 +61,7 @@ def register_operator_views(worker: Worker) -> None:
                 "/feastflow/assignment/": "partitions held here, processed position, log end and lag",
                 "/feastflow/tables/{items|restaurants|pricing}/{city}/{id}/": "a table's value by key",
                 "/feastflow/dead-letters/?limit=N": "the latest dead letters with their reasons",
-                "/feastflow/replay/{partition}/{offset}/": "POST: process a catalog partition again from an offset",
+                "/feastflow/replay/{partition}/{offset}/": "POST, admin token: process a partition again",
                 "/metrics": "Prometheus metrics",
             },
         }
@@ -133,9 +134,14 @@ def register_operator_views(worker: Worker) -> None:
         """POST: process a partition of the catalog topic again from an offset (duplicates are harmless)."""
 
         async def post(self, request: Request, partition: str, offset: str) -> Response:
+            refusal = admin_refusal(worker, request)
+            if refusal is not None:
+                return self.json(refusal[1], status=refusal[0])
+            if not (partition.isdecimal() and partition.isascii() and offset.isdecimal() and offset.isascii()):
+                return self.json(_error("invalid", "partition and offset are whole numbers"), status=422)
             tp = TP(worker.catalog_topic.get_topic_name(), int(partition))
             if tp not in app.consumer.assignment():
-                return self.json({"error": {"code": "not_assigned", "message": f"{tp} is not here"}}, status=409)
+                return self.json(_error("not_assigned", f"{tp} is not here"), status=409)
             await guard_of(app).replay(app, tp, int(offset))
             return self.json({"replaying": {"partition": tp.partition, "from": int(offset)}})
 
@@ -156,6 +162,26 @@ def register_operator_views(worker: Worker) -> None:
         record: Any = decode(raw)
         document = {"table": table, "key": key.decode(), "value": dataclasses.asdict(record)}
         return answer(self, request, f"{table} {key.decode()}", document)
+
+
+def admin_refusal(worker: Worker, request: Request) -> tuple[int, dict[str, Any]] | None:
+    """Why a mutating view refuses this request (status and the contract's error body), or None for an admin."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not token:
+        return 401, _error("missing_token", "an admin bearer token is required")
+    try:
+        principal = verify_token(KeyRing.from_settings(worker.settings), token)
+    except TokenRefused as refused:
+        return 401, _error(refused.code, refused.message)
+    if principal.role is not Role.ADMIN:
+        return 403, _error("forbidden", "this needs the admin role")
+    logger.info("operator view used by %s", principal.subject)
+    return None
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
 
 
 async def latest_dead_letters(worker: Worker, limit: int) -> list[dict[str, Any]]:

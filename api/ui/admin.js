@@ -14,6 +14,7 @@ import {
   saveToken,
   showConnection,
   takeTokenFromFragment,
+  tokenExpiry,
 } from "./common.js";
 import { followMenu } from "./live-menu.js";
 
@@ -107,9 +108,17 @@ async function signIn(token) {
     error.textContent = `This token is for the ${claims.role} role; the dashboard needs an admin token.`;
     return;
   }
+  if (tokenExpiry(claims)) {
+    error.textContent = tokenExpiry(claims);
+    return;
+  }
   try {
     await api("/v1/admin/events/sign-in-check", { token });
   } catch (refusal) {
+    if (refusal.status === 429) {
+      error.textContent = `Too many refused sign-ins from here; try again in ${refusal.retryAfter || "a few"} seconds.`;
+      return;
+    }
     if (refusal.code !== "unknown_event") {
       error.textContent = `The API refused this token: ${refusal.message}.`;
       $("admin-token").setAttribute("aria-invalid", "true");

@@ -1,7 +1,7 @@
 // Placing the cart as an order at the prices shown, confirming new prices when the API refuses the old
 // ones, and following the order's status live until it is delivered.
 
-import { api, claimsOf, el, forgetToken, money, randomKey, saveToken } from "./common.js";
+import { api, claimsOf, el, forgetToken, money, randomKey, saveToken, tokenExpiry } from "./common.js";
 import { followOrder } from "./order-stream.js";
 
 export const TOKEN_KEY = "feastflow.customer-token";
@@ -45,6 +45,11 @@ export class Checkout {
     const claims = claimsOf(token);
     if (!claims || claims.role !== "customer") {
       this.say("That is not a customer token: use the customer link `make run` printed, or `.venv/bin/feastflow token --role customer`.");
+      this.nodes.tokenInput.setAttribute("aria-invalid", "true");
+      return;
+    }
+    if (tokenExpiry(claims)) {
+      this.say(tokenExpiry(claims));
       this.nodes.tokenInput.setAttribute("aria-invalid", "true");
       return;
     }

@@ -32,6 +32,13 @@ export function claimsOf(token) {
   }
 }
 
+/** Why a token cannot work any more, before the API is asked: tokens live hours (admin) to a day (customer). */
+export function tokenExpiry(claims) {
+  if (!claims || typeof claims.exp !== "number") return null;
+  const expires = new Date(claims.exp * 1000);
+  return expires <= new Date() ? `This token expired at ${expires.toLocaleString()}; ask for a new one.` : null;
+}
+
 /** The contract's error body, as an exception: status, machine code, message, and the field at fault. */
 export class ApiError extends Error {
   constructor(status, error, retryAfter) {

@@ -6,13 +6,27 @@
 # `up` renders <data>/nginx/nginx.conf, checks it with `nginx -t`, then starts nginx, or reloads it
 # when already running (so the set of pods can change). The system nginx service is never touched.
 #
+#   deploy/local/gateway.sh render   prints the config `up` would install (tests run it on ports of their own)
+#
 # Environment: FEASTFLOW_DATA (default <repo>/.data), FEASTFLOW_GATEWAY_PORT (8080),
-# FEASTFLOW_API_PORTS (API pod ports on 127.0.0.1, space or comma separated, default "8081 8082").
+# FEASTFLOW_API_PORTS (API pod ports on 127.0.0.1, space or comma separated, default "8081 8082"),
+# per-client limits answered 429 with Retry-After: FEASTFLOW_GATEWAY_STREAMS_PER_CLIENT (20 concurrent SSE
+# streams), FEASTFLOW_GATEWAY_READ_RATE (20 GET/s) and _READ_BURST (40), exempting the addresses or CIDRs in
+# FEASTFLOW_GATEWAY_EXEMPT (default 127.0.0.1: the local load tools; set it empty to limit everyone);
+# FEASTFLOW_GATEWAY_HEADER_TIMEOUT and _BODY_TIMEOUT (10 s each).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GATEWAY_PORT="${FEASTFLOW_GATEWAY_PORT:-8080}"
 API_PORTS="$(current_api_ports)"
+# Per-client limits (see the header). The local load tools (rehearsal, bench) drive hundreds of streams and
+# requests per second from 127.0.0.1, so that address is exempt unless FEASTFLOW_GATEWAY_EXEMPT says otherwise.
+GATEWAY_EXEMPT="${FEASTFLOW_GATEWAY_EXEMPT-127.0.0.1}"
+STREAMS_PER_CLIENT="${FEASTFLOW_GATEWAY_STREAMS_PER_CLIENT:-20}"
+READ_RATE="${FEASTFLOW_GATEWAY_READ_RATE:-20}"
+READ_BURST="${FEASTFLOW_GATEWAY_READ_BURST:-40}"
+HEADER_TIMEOUT="${FEASTFLOW_GATEWAY_HEADER_TIMEOUT:-10}"
+BODY_TIMEOUT="${FEASTFLOW_GATEWAY_BODY_TIMEOUT:-10}"
 
 NGINX_DIR="$DATA_DIR/nginx"
 NGINX_CONF="$NGINX_DIR/nginx.conf"
@@ -44,16 +58,51 @@ http {
     server_tokens off;
     default_type application/octet-stream;
 
+    # Slow-header and slow-body clients are cut off instead of holding a connection open.
+    client_header_timeout @HEADER_TIMEOUT@s;
+    client_body_timeout @BODY_TIMEOUT@s;
+    send_timeout 30s;
+    keepalive_timeout 65s;
+    client_max_body_size 2m;
+    large_client_header_buffers 4 8k;
+
     # Keep the caller's request id; otherwise mint one.
     map $http_x_request_id $feastflow_request_id {
         default $http_x_request_id;
         ""      $request_id;
     }
 
-    log_format feastflow '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                         'rid=$feastflow_request_id upstream=$upstream_addr '
+    # The path without its query string: a stream's `?access_token=` must never reach a log.
+    map $request_uri $feastflow_path {
+        "~^(?<feastflow_bare>[^?]*)" $feastflow_bare;
+        default            "-";
+    }
+
+    log_format feastflow '$remote_addr [$time_local] "$request_method $feastflow_path $server_protocol" '
+                         '$status $body_bytes_sent rid=$feastflow_request_id upstream=$upstream_addr '
                          'upstream_status=$upstream_status rt=$request_time urt=$upstream_response_time';
     access_log @DIR@/logs/access.log feastflow;
+
+    # Per-client limits. Addresses in FEASTFLOW_GATEWAY_EXEMPT (the local load tools' 127.0.0.1 by default)
+    # get an empty key, which nginx does not count.
+    geo $feastflow_exempt {
+        default 0;
+@EXEMPT@
+    }
+    map $feastflow_exempt $feastflow_client {
+        1       "";
+        default $binary_remote_addr;
+    }
+    map "$feastflow_exempt $request_method" $feastflow_reader {
+        "~^0 (GET|HEAD)$" $binary_remote_addr;
+        default           "";
+    }
+    limit_conn_zone $feastflow_client zone=feastflow_streams:10m;
+    limit_req_zone $feastflow_reader zone=feastflow_reads:10m rate=@READ_RATE@r/s;
+    limit_conn_status 429;
+    limit_req_status 429;
+    limit_conn_log_level info;
+    limit_req_log_level info;
 
     upstream feastflow_api {
 @SERVERS@
@@ -63,10 +112,107 @@ http {
 
     server {
         listen 127.0.0.1:@PORT@;
-        client_max_body_size 2m;
+        # Request-scoped error lines quote the request line, query string included: only critical ones here.
+        error_log @DIR@/logs/error.log crit;
+
+        # Every error nginx itself produces answers the contract's JSON body (the pods' own errors pass as sent).
+        # URIs, not named locations: an error met while reading the request line has no location to hand over.
+        error_page 400 /__feastflow_errors/400;
+        # Malformed framing (an HTTP version or transfer coding nginx does not speak, no length) is the client's.
+        error_page 411 501 505 =400 /__feastflow_errors/400;
+        error_page 404 /__feastflow_errors/404;
+        error_page 405 /__feastflow_errors/405;
+        error_page 408 /__feastflow_errors/408;
+        error_page 413 /__feastflow_errors/413;
+        error_page 414 /__feastflow_errors/414;
+        error_page 429 /__feastflow_errors/429;
+        error_page 494 =431 /__feastflow_errors/431;
+        error_page 500 /__feastflow_errors/500;
+        error_page 502 503 504 =503 /__feastflow_errors/503;
+
+        # Every route serves GET (and HEAD) or POST; other methods never reach a pod.
+        if ($request_method !~ ^(GET|HEAD|POST)$) {
+            return 405;
+        }
+
+        location ~ ^/v1/(cities/[^/]+/menu|orders/[^/]+)/stream$ {
+            limit_conn feastflow_streams @STREAMS_PER_CLIENT@;
+            limit_req zone=feastflow_reads burst=@READ_BURST@ nodelay;
+            proxy_pass http://feastflow_api;
+@PROXY@
+            # Server-sent events: stream every chunk as it comes, keep idle streams open.
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 1h;
+        }
 
         location / {
+            limit_req zone=feastflow_reads burst=@READ_BURST@ nodelay;
             proxy_pass http://feastflow_api;
+@PROXY@
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+
+        location = /__feastflow_errors/400 {
+            internal;
+            default_type application/json;
+            return 400 '{"error":{"code":"bad_request","message":"the request is malformed"}}\n';
+        }
+        location = /__feastflow_errors/404 {
+            internal;
+            default_type application/json;
+            return 404 '{"error":{"code":"not_found","message":"no such resource"}}\n';
+        }
+        location = /__feastflow_errors/405 {
+            internal;
+            default_type application/json;
+            add_header Allow "GET, HEAD, POST" always;
+            return 405 '{"error":{"code":"method_not_allowed","message":"this method is not served here"}}\n';
+        }
+        location = /__feastflow_errors/408 {
+            internal;
+            default_type application/json;
+            return 408 '{"error":{"code":"request_timeout","message":"the request was not received in time"}}\n';
+        }
+        location = /__feastflow_errors/413 {
+            internal;
+            default_type application/json;
+            return 413 '{"error":{"code":"payload_too_large","message":"the body is larger than 2 MiB"}}\n';
+        }
+        location = /__feastflow_errors/414 {
+            internal;
+            default_type application/json;
+            return 414 '{"error":{"code":"uri_too_long","message":"the URL is too long"}}\n';
+        }
+        location = /__feastflow_errors/429 {
+            internal;
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 429 '{"error":{"code":"rate_limited","message":"too many requests or streams from this client"}}\n';
+        }
+        location = /__feastflow_errors/431 {
+            internal;
+            default_type application/json;
+            return 431 '{"error":{"code":"headers_too_large","message":"the request headers are too large"}}\n';
+        }
+        location = /__feastflow_errors/500 {
+            internal;
+            default_type application/json;
+            return 500 '{"error":{"code":"internal","message":"the gateway failed"}}\n';
+        }
+        location = /__feastflow_errors/503 {
+            internal;
+            default_type application/json;
+            add_header Retry-After 2 always;
+            return 503 '{"error":{"code":"unavailable","message":"no API pod is available; retry"}}\n';
+        }
+    }
+}
+NGINX
+
+# The proxy settings every location shares.
+read -r -d '' PROXY_SETTINGS <<'NGINX' || true
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -74,21 +220,12 @@ http {
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             add_header X-Request-Id $feastflow_request_id always;
-
             # Retry another pod only for failures before a response; "non_idempotent" is deliberately
             # absent, so a POST that may have reached a pod is never sent twice.
             proxy_next_upstream error timeout http_502 http_503;
             # A pod that is down refuses at once; a hung one must not stall the request for 60 s.
             proxy_connect_timeout 2s;
-
-            # Server-sent events: stream every chunk as it comes, keep idle streams open.
-            proxy_buffering off;
-            proxy_cache off;
-            proxy_read_timeout 1h;
             chunked_transfer_encoding on;
-        }
-    }
-}
 NGINX
 
 ensure_nginx() {
@@ -105,10 +242,25 @@ parse_api_ports() {
     done
 }
 
+# Fills EXEMPT_LIST from FEASTFLOW_GATEWAY_EXEMPT and checks that every limit is a whole number.
+parse_limits() {
+    local entry name
+    read -r -a EXEMPT_LIST <<<"${GATEWAY_EXEMPT//,/ }"
+    for entry in "${EXEMPT_LIST[@]}"; do
+        [[ $entry =~ ^[0-9a-fA-F:.]+(/[0-9]+)?$ ]] || die gateway "bad address '$entry' in FEASTFLOW_GATEWAY_EXEMPT"
+    done
+    for name in STREAMS_PER_CLIENT READ_RATE READ_BURST HEADER_TIMEOUT BODY_TIMEOUT; do
+        [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die gateway "FEASTFLOW_GATEWAY_${name} must be a positive whole number"
+    done
+}
+
 render_config() {
-    local servers="" port user=""
+    local servers="" port user="" exempt="" entry
     for port in "${API_PORT_LIST[@]}"; do
         servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    done
+    for entry in "${EXEMPT_LIST[@]}"; do
+        exempt+="        $entry 1;"$'\n'
     done
     # Workers must write request-body temp files under the root-owned data folder.
     (( EUID == 0 )) && user="user root;"
@@ -117,6 +269,13 @@ render_config() {
     conf="${conf//@DIR@/$NGINX_DIR}"
     conf="${conf//@PORT@/$GATEWAY_PORT}"
     conf="${conf//@SERVERS@/${servers%$'\n'}}"
+    conf="${conf//@EXEMPT@/${exempt%$'\n'}}"
+    conf="${conf//@PROXY@/$PROXY_SETTINGS}"
+    conf="${conf//@STREAMS_PER_CLIENT@/$STREAMS_PER_CLIENT}"
+    conf="${conf//@READ_RATE@/$READ_RATE}"
+    conf="${conf//@READ_BURST@/$READ_BURST}"
+    conf="${conf//@HEADER_TIMEOUT@/$HEADER_TIMEOUT}"
+    conf="${conf//@BODY_TIMEOUT@/$BODY_TIMEOUT}"
     printf '%s\n' "$conf"
 }
 
@@ -159,6 +318,7 @@ reload_and_wait() {
 gateway_up() {
     ensure_nginx
     parse_api_ports
+    parse_limits
     install_config
     local pods="${API_PORT_LIST[*]}"
     if gateway_running; then
@@ -202,7 +362,7 @@ gateway_status() {
     fi
 }
 
-usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status|render" >&2; exit 2; }
 
 main() {
     [[ $# == 1 ]] || usage
@@ -210,6 +370,7 @@ main() {
         up) take_lock gateway; ensure_python3 gateway; gateway_up ;;
         down) take_lock gateway; gateway_down ;;
         status) gateway_status ;;
+        render) parse_api_ports; parse_limits; render_config ;;
         *) usage ;;
     esac
 }

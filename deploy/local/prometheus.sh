@@ -5,7 +5,8 @@
 #
 # `up` renders deploy/prometheus/prometheus.local.yml into <data>/prometheus/prometheus.yml, checks it with
 # promtool, and starts Prometheus on 127.0.0.1:$FEASTFLOW_PROMETHEUS_PORT (9090), or reloads it when it
-# already runs. Which units to scrape it learns from <data>/prometheus/targets/, written by apps.sh and by
+# already runs (SIGHUP: the lifecycle and admin HTTP APIs stay off, so no local process can stop it or
+# delete its data over HTTP). Which units to scrape it learns from <data>/prometheus/targets/, written by apps.sh and by
 # `feastflow rollout` as units start and stop.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,7 +46,6 @@ prometheus_up() {
         --storage.tsdb.path="$PROM_DIR/data" \
         --storage.tsdb.retention.time=2d \
         --web.listen-address="127.0.0.1:$PROM_PORT" \
-        --web.enable-lifecycle \
         >>"$PROM_LOG" 2>&1 </dev/null 9>&- &
     echo $! >"$PROM_PIDFILE"
     deadline=$(( SECONDS + 60 ))

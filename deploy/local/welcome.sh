@@ -26,7 +26,7 @@ Feast Flow is up.
   Prometheus                   http://127.0.0.1:${FEASTFLOW_PROMETHEUS_PORT:-9090}
   OpenAPI                      $gateway/v1/openapi.json
 
-Open in a browser (signed in for 12 hours; the token stays in that tab):
+Open in a browser (signed in for 24 hours, the dashboard 8; the token stays in that tab):
   customer page    $customer_page
   admin dashboard  $admin_page
 

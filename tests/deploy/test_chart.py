@@ -15,6 +15,7 @@ from tests.deploy.conftest import (
     container_env,
     containers,
     helm_template,
+    load_manifests,
     pod_spec,
     run,
     settings_in,
@@ -204,12 +205,52 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade(env: Rendered) -> N
 
 
 def test_ingress_streams_sse_unbuffered_and_only_the_public_api(env: Rendered) -> None:
-    (ingress,) = env.of_kind("Ingress")
-    annotations = ingress["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
-    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
-    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert paths == ["/v1"]
+    ingresses = {i["metadata"]["name"]: i for i in env.of_kind("Ingress")}
+    paths = sorted(p["path"] for i in ingresses.values() for rule in i["spec"]["rules"] for p in rule["http"]["paths"])
+    assert paths == ["/v1", "/v1/cities/[^/]+/menu/stream", "/v1/orders/[^/]+/stream"]
+    for ingress in ingresses.values():
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+        assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+
+
+def test_ingress_limits_each_client_and_never_logs_the_streams_tokens(env: Rendered) -> None:
+    ingresses = {i["metadata"]["name"].removeprefix("feastflow"): i for i in env.of_kind("Ingress")}
+    assert set(ingresses) == {"", "-streams"}
+    for ingress in ingresses.values():
+        assert int(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"]) > 0
+    streams = ingresses["-streams"]["metadata"]["annotations"]
+    assert int(streams["nginx.ingress.kubernetes.io/limit-connections"]) > 0
+    # The only routes that accept ?access_token= are the only ones whose requests the controller does not log.
+    assert streams["nginx.ingress.kubernetes.io/enable-access-log"] == "false"
+    assert "nginx.ingress.kubernetes.io/limit-connections" not in ingresses[""]["metadata"]["annotations"]
+
+
+def test_no_network_policy_peer_list_is_empty(env: Rendered) -> None:
+    """An empty from:/to: admits anything; a rule either names its peers or is absent."""
+    for policy in env.of_kind("NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), policy["metadata"]["name"]
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("to"), policy["metadata"]["name"]
+
+
+@pytest.mark.parametrize("peers", ["kafkaPeers", "redisPeers", "postgresPeers", "dns"])
+def test_chart_refuses_an_empty_destination_list(peers: str) -> None:
+    result = helm_template("staging", "--set", f"networkPolicy.{peers}=null")
+    assert result.returncode != 0
+    assert "reads as anywhere" in result.stderr
+
+
+@pytest.mark.parametrize("sources", ["prometheus", "ingressController"])
+def test_an_empty_source_list_admits_nobody(sources: str) -> None:
+    result = helm_template("staging", "--set", f"networkPolicy.{sources}=null")
+    assert result.returncode == 0, result.stderr
+    policies = [m for m in load_manifests(result.stdout) if m["kind"] == "NetworkPolicy"]
+    assert policies
+    for policy in policies:
+        assert all(rule.get("from") for rule in policy["spec"]["ingress"]), policy["metadata"]["name"]
+        assert all(rule.get("to") for rule in policy["spec"]["egress"]), policy["metadata"]["name"]
 
 
 def test_pods_are_annotated_for_prometheus(env: Rendered) -> None:

@@ -114,18 +114,20 @@ def test_worker_probes_hit_the_pages_that_mean_alive_and_ready(env: Rendered, wo
         assert annotations["prometheus.io/path"] == worker_pages["metrics"]
 
 
-def test_workers_listen_on_every_interface_in_the_cluster(env: Rendered, tmp_path: Path) -> None:
+def test_workers_listen_on_the_pod_address_in_the_cluster(env: Rendered, tmp_path: Path) -> None:
     from streams.worker import build_worker
 
     (container,) = containers(env.workers()[0])
-    # Secret and field references have no value outside a cluster: the code's defaults stand in.
+    # Probes and Prometheus reach the pod IP; listening there and nowhere else keeps the operator views off
+    # every other interface (loopback stays the default outside a cluster).
+    assert container_env(container, env)["FEASTFLOW_WORKER_WEB_HOST"] == "<field status.podIP>"
     variables = {n: v for n, v in container_env(container, env).items() if not v.startswith("<")}
     variables["FEASTFLOW_DATA"] = str(tmp_path)
-    assert variables["FEASTFLOW_WORKER_WEB_HOST"] == "0.0.0.0"
+    variables["FEASTFLOW_WORKER_WEB_HOST"] = "10.1.2.3"  # what the downward API fills in
     settings = settings_in(variables)
     app = build_worker(settings).app
     assert app.conf.web_port == settings.worker_web_port
-    assert app.conf.web_host == "0.0.0.0"
+    assert app.conf.web_bind == "10.1.2.3"
 
 
 def _egress_ports(env: Rendered, pod_component: str) -> set[int]:

@@ -146,7 +146,8 @@ async def test_events_delivered_again_change_nothing(stack: Stack, http: aiohttp
             assignment = await response.json()
         partitions = [p["partition"] for p in assignment["partitions"] if p["topic"] == stack.topic]
         for partition in partitions:  # the worker processes its whole history again
-            async with http.post(f"{stack.worker_url()}/feastflow/replay/{partition}/0/") as response:
+            replay = f"{stack.worker_url()}/feastflow/replay/{partition}/0/"
+            async with http.post(replay, headers=stack.admin_headers()) as response:
                 assert response.status == 200
         await asyncio.sleep(3.0)
         assert client.events[1:] == [], "a replayed event reached customers again"

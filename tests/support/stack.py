@@ -3,6 +3,8 @@ on the shared real Kafka, Redis and PostgreSQL, with real worker and API process
 
 import asyncio
 import os
+import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,7 @@ class Stack:
     apis: list[Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.secret = uuid.uuid4().hex + uuid.uuid4().hex
+        self.secret = secrets.token_hex(32)  # 64 hex characters: pods refuse secrets under 32 bytes
         self.env = {
             **os.environ,
             "FEASTFLOW_NAMESPACE": self.namespace,
@@ -69,7 +71,13 @@ class Stack:
         return catalog_topic_name(self.namespace)
 
     def token(self, role: Role = Role.ADMIN, subject: str = "tester", ttl_s: int = 3600) -> str:
+        """A token living `ttl_s` seconds; a negative `ttl_s` gives one that expired that long ago."""
+        if ttl_s <= 0:
+            return issue_token(self.secret, role, subject, 60, issued_at=int(time.time()) + ttl_s - 60)
         return issue_token(self.secret, role, subject, ttl_s)
+
+    def bearer(self, role: Role = Role.ADMIN, subject: str = "tester") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, subject)}"}
 
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}

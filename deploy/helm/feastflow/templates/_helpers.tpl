@@ -87,6 +87,13 @@ FEASTFLOW_DATA: "/var/lib/feastflow"
     secretKeyRef:
       name: {{ required "jwt.existingSecret is required (a Secret holding the signing secret)" .Values.jwt.existingSecret }}
       key: {{ .Values.jwt.existingSecretKey }}
+{{- if .Values.jwt.keysSecretKey }}
+- name: FEASTFLOW_JWT_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.jwt.existingSecret }}
+      key: {{ .Values.jwt.keysSecretKey }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level pieces every workload shares. */}}

@@ -47,12 +47,17 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
+        # The operator views listen on the pod's own address (probes and Prometheus use it; the NetworkPolicy
+        # admits only Prometheus), never on every interface.
         - name: FEASTFLOW_WORKER_WEB_HOST
-          value: "0.0.0.0"
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
         - name: FEASTFLOW_WORKER_WEB_PORT
           value: {{ $worker.webPort | quote }}
         - name: FEASTFLOW_STATIC_MEMBERSHIP
           value: {{ ternary "1" "0" $worker.staticMembership | quote }}
+        {{- include "feastflow.jwtEnv" $root | nindent 8 }}
         {{- include "feastflow.pgDsnEnv" $root | nindent 8 }}
         {{- if $root.Values.redis.existingSecret }}
         {{- include "feastflow.redisUrlEnv" $root | nindent 8 }}
