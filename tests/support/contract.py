@@ -7,7 +7,7 @@ import aiohttp
 
 from tests.support.stack import Stack
 
-ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 414, 415, 422, 429, 503})
+ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 422, 429, 431, 503})
 
 
 async def assert_contract_answer(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
