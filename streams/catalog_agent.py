@@ -67,7 +67,7 @@ async def process_record(worker: Worker, message: Any) -> None:
         logger.exception("cannot apply batch at offset %d", message.offset, extra={"city": city.code})
         if worker.service is WorkerService.SHADOW:
             SHADOW_ERRORS.labels("apply_failed").inc()
-        await _unusable(worker, message, DeadLetterKind.APPLY_FAILED, f"apply failed: {describe(exc)}")
+        await _refused(worker, message, batch, DeadLetterKind.APPLY_FAILED, f"apply failed: {describe(exc)}")
         return
     if not worker.service.projects_catalog:
         # The orders and shadow services keep their own copy of the catalog tables (to price orders, to be
@@ -84,7 +84,7 @@ async def process_record(worker: Worker, message: Any) -> None:
     except Exception as exc:  # refused by a store: nothing of it is visible (the unit rolled back)
         kind = permanent_kind(exc)
         logger.error("catalog write refused at offset %d: %r", message.offset, exc, extra={"city": city.code})
-        await _unusable(worker, message, kind, f"{kind.value}: {describe(exc)}")
+        await _refused(worker, message, batch, kind, f"{kind.value}: {describe(exc)}")
         return
     _observe(batch, outcome, result)
     if result is ProjectionResult.DUPLICATE:
@@ -120,6 +120,16 @@ async def _unusable(worker: Worker, message: Any, kind: DeadLetterKind, reason: 
         await dead_letter(worker, message, kind, reason)
     else:
         logger.warning("skipping catalog record at offset %d: %s", message.offset, reason)
+
+
+async def _refused(worker: Worker, message: Any, batch: EventBatch, kind: DeadLetterKind, reason: str) -> None:
+    """Dead-letter a batch that was read but could not be applied, and mark its events refused for the admins
+    who wait on them (`GET /v1/admin/events/{id}`: rejected, reason `dead_lettered: <kind>`)."""
+    await _unusable(worker, message, kind, reason)
+    if worker.service.projects_catalog:
+        event_ids = [event.event_id for event in batch.events if event.event_id]
+        refused = f"dead_lettered: {kind.value}"
+        await worker.retry("marking events refused", lambda: worker.projection.mark_refused(event_ids, refused))
 
 
 async def _project(
