@@ -21,7 +21,7 @@ from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
 from streams.retry import retry_forever
 from streams.state import CatalogTables
-from streams.topics import catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
+from streams.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,7 +198,7 @@ def create_app(settings: Settings) -> Worker:
         # bytes in, bytes out: Faust then uses its raw codec for keys and values alike.
         return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
-    tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
+    tables = CatalogTables(*(table(name) for name in CATALOG_TABLES))
     resources = Resources(settings)
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
     health = WorkerHealth(stuck_after_s=settings.stuck_after_s)
