@@ -17,10 +17,7 @@ def test_changelog_topics_are_the_ones_the_worker_tables_use(tmp_path: Path, ser
         Settings(), namespace="ns1", partitions=4, data_dir=tmp_path, worker_service=service, shadow_label="cand"
     )
     worker = create_app(settings)
-    used = {
-        table.changelog_topic.get_topic_name(): table.changelog_topic
-        for table in worker.app.tables.values()  # type: ignore[attr-defined]
-    }
+    used = {table.changelog_topic.get_topic_name(): table.changelog_topic for table in worker.app.tables.values()}
     declared = {spec.name: spec for spec in changelog_topics("ns1", 4, "cand")}
     assert used, "the worker has tables"
     assert set(used) <= set(declared), f"the worker uses changelogs `feastflow topics` does not create: {used}"
