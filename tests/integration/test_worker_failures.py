@@ -266,7 +266,7 @@ async def _wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, 
 
 async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path: Path) -> None:
     with _private_redis(tmp_path) as redis_server:
-        stack = Stack(tmp_path, extra_env={"FEASTFLOW_REDIS_URL": redis_server.url})
+        stack = Stack(tmp_path, extra_env={"FEASTFLOW_REDIS_URL": redis_server.url, "FEASTFLOW_STUCK_AFTER_S": "3"})
         await stack.start(api_count=1)
         try:
             worker = stack.workers["w1"]
@@ -276,6 +276,10 @@ async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path:
 
                 async def ready() -> bool:
                     async with http.get(worker.ready_url) as response:
+                        return response.status == 200
+
+                async def live() -> bool:
+                    async with http.get(f"{stack.worker_url()}/feastflow/live/") as response:
                         return response.status == 200
 
                 async def timer_failed() -> bool:
@@ -292,11 +296,15 @@ async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path:
                 finally:
                     await producer.stop()
                 await _wait_until(lambda: _not(ready), 20, "reporting not ready")
+                # Past the stuck bound (3 s here) on that one record, the worker stops being live.
+                await _wait_until(lambda: _not(live), 20, "reporting not live")
+                assert await _worker_counter(http, stack, "feastflow_worker_live ") == 0
                 # The read-model timer meets the outage too (it crashed the app before): still the same process.
                 await _wait_until(timer_failed, 20, "meeting the outage in a timer")
                 assert worker.alive and worker.popen.pid == pid
                 redis_server.start()  # empty: the worker writes the city again
                 await _wait_until(ready, 60, "ready again")
+                assert await live() and await _worker_counter(http, stack, "feastflow_worker_live ") == 1
                 assert worker.alive and worker.popen.pid == pid
 
                 async def change_shown() -> bool:
