@@ -129,7 +129,12 @@ async def _refused(worker: Worker, message: Any, batch: EventBatch, kind: DeadLe
     if worker.service.projects_catalog:
         event_ids = [event.event_id for event in batch.events if event.event_id]
         refused = f"dead_lettered: {kind.value}"
-        await worker.retry("marking events refused", lambda: worker.projection.mark_refused(event_ids, refused))
+        try:
+            await worker.retry("marking events refused", lambda: worker.projection.mark_refused(event_ids, refused))
+        except ShuttingDown:
+            raise
+        except Exception as exc:  # only a status for admins: the record is parked already
+            logger.error("could not mark the events at offset %d refused: %r", message.offset, exc)
 
 
 async def _project(
