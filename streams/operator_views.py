@@ -211,6 +211,7 @@ def _dead_letter_row(record: Any) -> dict[str, Any]:
     return {
         "dead_lettered_at": document.get("dead_lettered_at"),
         "reason": document.get("reason"),
+        "kind": document.get("kind"),  # streams.failures.DeadLetterKind; absent from letters of older builds
         "source": f"{document.get('topic')}[{document.get('partition')}]@{document.get('offset')}",
         "key": document.get("key"),
         "value": str(document.get("value", ""))[:500],

@@ -16,7 +16,7 @@ from faust.exceptions import ProducerSendError
 from redis import exceptions as redis_errors
 
 from feastflow.settings import Settings
-from streams import catalog_agent, guarded_agent
+from streams import catalog_agent, guarded_agent, order_agent
 from streams.app import Worker, WorkerService
 from streams.dead_letters import TRUNCATED_VALUE_CHARS, dead_letter
 from streams.failures import DeadLetterKind
@@ -261,3 +261,33 @@ def test_a_record_in_processing_past_the_bound_makes_the_worker_not_live() -> No
         now[0] += 2
         assert health.live() == (False, "stuck: catalog[2] offset 41 for 61s")
     assert health.live()[0] and health.oldest_record_age() == 0
+
+
+# ---- the order agent ----
+
+
+def place_order_record() -> SimpleNamespace:
+    command = {
+        "type": "order.place",
+        "order_id": uuid.uuid4().hex,
+        "customer": "alice",
+        "city": "blr",
+        "restaurant_id": "dosa",
+        "lines": [{"item_id": "dosa-1", "quantity": 1, "price_cents": 900}],
+        "idempotency_key": "k1",
+        "placed_at": "2026-11-30T10:00:00.000000Z",
+    }
+    return SimpleNamespace(topic="ns.order-commands", partition=1, offset=9, key=b"blr", value=orjson.dumps(command))
+
+
+async def test_an_order_the_store_refuses_is_dead_lettered_and_never_projected() -> None:
+    journal = Journal()
+    refusal = psycopg2.errors.CheckViolation("new row violates check constraint")
+    worker = fake_worker(FakePool(journal, refuse_insert=refusal), FakeProjection(journal), producer := FakeProducer())
+    projected: list[Any] = []
+    worker.__dict__["order_projection"] = SimpleNamespace(project=projected.append)
+    await order_agent.process_command(worker, place_order_record())
+    assert journal.entries == ["pg BEGIN", "pg ROLLBACK"] and projected == []
+    [letter] = producer.sent
+    assert (letter["kind"], letter["topic"], letter["offset"]) == ("store_refused", "ns.order-commands", 9)
+    assert "CheckViolation" in letter["reason"]
