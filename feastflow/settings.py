@@ -65,6 +65,7 @@ class Settings:
     shadow_label: str = "candidate"
     shadow_expect: str = ""
     track_file: str = ""
+    stuck_after_s: float = 60.0  # a worker on one record this long stops being live (/feastflow/live/)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -107,6 +108,7 @@ class Settings:
             shadow_label=_env("SHADOW_LABEL", "candidate"),
             shadow_expect=_env("SHADOW_EXPECT", ""),
             track_file=_env("TRACK_FILE", ""),
+            stuck_after_s=float(_env("STUCK_AFTER_S", "60")),
         )
 
     def worker_data_dir(self, group: str, worker_name: str | None = None) -> Path:

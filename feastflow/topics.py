@@ -1,4 +1,7 @@
-"""Create the project's topics explicitly (the broker never auto-creates): idempotent."""
+"""Create the project's topics explicitly (the broker never auto-creates): idempotent.
+
+That includes every worker service's table changelogs, before any worker starts (see
+streams.topics.changelog_topics for the startup race this closes)."""
 
 import contextlib
 import logging
@@ -8,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from feastflow.settings import Settings
-from streams.topics import catalog_topic_name, project_topics
+from streams.topics import catalog_topic_name, changelog_topics, project_topics
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +22,11 @@ async def ensure_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [spec for spec in project_topics(settings.namespace, settings.partitions) if spec.name not in existing]
+        specs = [
+            *project_topics(settings.namespace, settings.partitions),
+            *changelog_topics(settings.namespace, settings.partitions, settings.shadow_label),
+        ]
+        wanted = [spec for spec in specs if spec.name not in existing]
         if not wanted:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first

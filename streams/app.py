@@ -3,10 +3,11 @@
 import enum
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiopg
 import faust
@@ -14,14 +15,16 @@ from mode import Service
 from redis.asyncio import Redis
 
 from feastflow.settings import Settings
-from streams.audit import AuditLog
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
+from streams.health import WorkerHealth
 from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
+from streams.retry import retry_forever
 from streams.state import CatalogTables
-from streams.topics import catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
+from streams.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FeastFlowApp(faust.App):
@@ -96,6 +99,7 @@ class Worker:
     order_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     resources: Resources
+    health: WorkerHealth
     # The last catalog offset applied per city (the shadow compares where both sides stand at the same one).
     applied_positions: dict[str, int] = field(default_factory=dict)
 
@@ -110,8 +114,9 @@ class Worker:
     def stopping(self) -> bool:
         return bool(self.app.should_stop)
 
-    async def audit(self) -> AuditLog:
-        return AuditLog(await self.resources.pg_pool())
+    async def retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Retry a write while its dependency is unreachable (not ready meanwhile); raise a refusal at once."""
+        return await retry_forever(what, attempt, self.stopping, self.health)
 
 
 TRACK_LABEL = "feastflow.io/track"
@@ -195,7 +200,8 @@ def create_app(settings: Settings) -> Worker:
         # bytes in, bytes out: Faust then uses its raw codec for keys and values alike.
         return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
-    tables = CatalogTables(table("restaurants"), table("items"), table("pricing"))
+    tables = CatalogTables(*(table(name) for name in CATALOG_TABLES))
     resources = Resources(settings)
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
-    return Worker(settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources)
+    health = WorkerHealth(stuck_after_s=settings.stuck_after_s)
+    return Worker(settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources, health)

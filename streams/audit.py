@@ -24,8 +24,10 @@ def _json(value: object) -> str | None:
 
 
 class AuditLog:
-    def __init__(self, pool: aiopg.Pool) -> None:
-        self._pool = pool
+    """The audit rows of one batch, inserted inside a transaction the caller commits."""
+
+    def __init__(self, cursor: aiopg.Cursor) -> None:
+        self._cursor = cursor
 
     async def record(self, batch_id: str, position: int, entries: Sequence[AppliedEvent]) -> None:
         rows = [
@@ -49,15 +51,6 @@ class AuditLog:
             for seq, entry in enumerate(entries)
             if entry.event.event_id
         ]
-        if not rows:
-            return
         with POSTGRES_WRITES.labels("audit").time():
-            await self._insert(rows)
-
-    async def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            # aiopg runs in autocommit; one transaction keeps a batch's rows together.
-            await cur.execute("BEGIN")
             for row in rows:
-                await cur.execute(_INSERT, row)
-            await cur.execute("COMMIT")
+                await self._cursor.execute(_INSERT, row)

@@ -1,13 +1,26 @@
 """The catalog agent: applies menu and pricing events, city by city, and projects them.
 
-For each batch, in this order: apply (pure) -> Redis projection -> tables -> audit row -> ack.
-Redis is written before the tables so the read model is never behind the tables; a crash between
-the two only means the batch is applied again, which yields the same result and which the projection
-recognises as a duplicate. (A crash between the tables and the audit row leaves that row, written on
-the replay, without the old and new values: the records already show the batch.)
-Nothing that goes wrong with one event stops the agent: undecodable or unappliable events go to the
-dead-letter topic with the reason; unreachable Redis or PostgreSQL is retried with back-off while the
-events wait in Kafka.
+For each record: decode and apply (pure; a record that cannot be decoded or applied is dead-lettered), then
+one write unit, retried whole while a dependency is unreachable:
+
+    BEGIN -> audit rows -> Redis projection -> tables -> COMMIT -> ack
+
+- The audit rows go first, inside an open PostgreSQL transaction, because PostgreSQL is the store that
+  refuses values (a NUL in a name: "\\u0000 cannot be converted to text"). A refusal surfaces before anything
+  is visible to customers: the transaction rolls back, the record is dead-lettered, the partition moves on.
+- The Redis projection next, still inside the transaction: if Redis refuses the batch, the audit rows roll
+  back with it, so neither side has it. The projection is idempotent by log position, so a replay of the
+  unit (after a transient failure, or a crash before COMMIT) writes nothing twice.
+- The tables right after Redis answered, with no await between: the order agent (same worker) prices
+  orders against the tables, so a price customers can already see must be the price orders are checked
+  against. The tables are written before COMMIT so that, once the audit has a change, the tables have it too.
+- COMMIT last. A crash between the Redis write and COMMIT leaves customers briefly ahead of the audit trail;
+  the record was not acked, so it is read again and the replay inserts the audit rows (Redis answers
+  DUPLICATE). The audit never has a change customers did not get.
+
+A transient failure (Redis, PostgreSQL or Kafka unreachable) is retried with capped back-off while the
+record waits; the worker reports not ready meanwhile. Anything else is permanent for that record: it goes to
+the dead-letter topic with the reason, and the partition moves on.
 """
 
 import logging
@@ -18,11 +31,14 @@ from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
 from streams.app import Worker, WorkerService
+from streams.audit import AuditLog
 from streams.dead_letters import dead_letter
+from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
 from streams.metrics import BATCHES, EVENTS, FRESHNESS, SHADOW_ERRORS
+from streams.pg import transaction
 from streams.projection import CitySnapshot, ProjectionResult
-from streams.retry import retry_forever
+from streams.retry import ShuttingDown
 from streams.state import TableView
 
 logger = logging.getLogger(__name__)
@@ -37,11 +53,12 @@ async def process_record(worker: Worker, message: Any) -> None:
     try:
         batch = decode_batch(message.value)
     except InvalidEvent as exc:
-        await _unusable(worker, message, f"undecodable: {exc.message}" + (f" ({exc.field})" if exc.field else ""))
+        reason = f"undecodable: {exc.message}" + (f" ({exc.field})" if exc.field else "")
+        await _unusable(worker, message, DeadLetterKind.UNDECODABLE, reason)
         return
     city = worker.settings.city(batch.city)
     if city is None:
-        await _unusable(worker, message, f"unknown city {batch.city!r}")
+        await _unusable(worker, message, DeadLetterKind.UNKNOWN_CITY, f"unknown city {batch.city!r}")
         return
     view = worker.tables.view(city.code)
     try:
@@ -50,7 +67,7 @@ async def process_record(worker: Worker, message: Any) -> None:
         logger.exception("cannot apply batch at offset %d", message.offset, extra={"city": city.code})
         if worker.service is WorkerService.SHADOW:
             SHADOW_ERRORS.labels("apply_failed").inc()
-        await _unusable(worker, message, f"apply failed: {exc!r}")
+        await _refused(worker, message, batch, DeadLetterKind.APPLY_FAILED, f"apply failed: {describe(exc)}")
         return
     if not worker.service.projects_catalog:
         # The orders and shadow services keep their own copy of the catalog tables (to price orders, to be
@@ -58,15 +75,18 @@ async def process_record(worker: Worker, message: Any) -> None:
         worker.tables.persist(city.code, outcome)
         worker.applied_positions[city.code] = message.offset
         return
-    stopping = worker.stopping
-    result = await retry_forever(
-        "redis projection", lambda: _project(worker, view, city.code, city.currency, message.offset, outcome), stopping
-    )
+    try:
+        result = await worker.retry(
+            "catalog write", lambda: _write(worker, view, city.code, city.currency, batch, message.offset, outcome)
+        )
+    except ShuttingDown:
+        raise
+    except Exception as exc:  # refused by a store: nothing of it is visible (the unit rolled back)
+        kind = permanent_kind(exc)
+        logger.error("catalog write refused at offset %d: %r", message.offset, exc, extra={"city": city.code})
+        await _refused(worker, message, batch, kind, f"{kind.value}: {describe(exc)}")
+        return
     _observe(batch, outcome, result)
-    # Tables right after Redis, with no await between: the order agent (same worker) prices orders against
-    # the tables, so a price customers can already see must be the price orders are checked against.
-    worker.tables.persist(city.code, outcome)
-    await retry_forever("audit log", lambda: _audit(worker, batch, message.offset, outcome), stopping)
     if result is ProjectionResult.DUPLICATE:
         return
     for entry in outcome.audit:
@@ -84,11 +104,37 @@ async def process_record(worker: Worker, message: Any) -> None:
         )
 
 
-async def _unusable(worker: Worker, message: Any, reason: str) -> None:
+async def _write(
+    worker: Worker, view: TableView, city: str, currency: str, batch: EventBatch, position: int, outcome: BatchOutcome
+) -> ProjectionResult:
+    """The write unit (see the module's docstring for the order and why)."""
+    async with transaction(await worker.resources.pg_pool()) as cursor:
+        await AuditLog(cursor).record(batch.batch_id, position, outcome.audit)
+        result = await _project(worker, view, city, currency, position, outcome)
+        worker.tables.persist(city, outcome)
+    return result
+
+
+async def _unusable(worker: Worker, message: Any, kind: DeadLetterKind, reason: str) -> None:
     if worker.service.projects_catalog:
-        await dead_letter(worker, message, reason)
+        await dead_letter(worker, message, kind, reason)
     else:
         logger.warning("skipping catalog record at offset %d: %s", message.offset, reason)
+
+
+async def _refused(worker: Worker, message: Any, batch: EventBatch, kind: DeadLetterKind, reason: str) -> None:
+    """Dead-letter a batch that was read but could not be applied, and mark its events refused for the admins
+    who wait on them (`GET /v1/admin/events/{id}`: rejected, reason `dead_lettered: <kind>`)."""
+    await _unusable(worker, message, kind, reason)
+    if worker.service.projects_catalog:
+        event_ids = [event.event_id for event in batch.events if event.event_id]
+        refused = f"dead_lettered: {kind.value}"
+        try:
+            await worker.retry("marking events refused", lambda: worker.projection.mark_refused(event_ids, refused))
+        except ShuttingDown:
+            raise
+        except Exception as exc:  # only a status for admins: the record is parked already
+            logger.error("could not mark the events at offset %d refused: %r", message.offset, exc)
 
 
 async def _project(
@@ -127,8 +173,3 @@ def city_snapshot(view: TableView, outcome: BatchOutcome) -> CitySnapshot:
         items=sorted(items.values(), key=lambda i: i.item_id),
         pricing=outcome.pricing or view.pricing(),
     )
-
-
-async def _audit(worker: Worker, batch: EventBatch, position: int, outcome: BatchOutcome) -> None:
-    audit = await worker.audit()
-    await audit.record(batch.batch_id, position, outcome.audit)

@@ -12,6 +12,7 @@ from streams.app import Worker
 from streams.delivery import guard_of
 from streams.metrics import ASSIGNED_PARTITIONS, CONSUMER_LAG, READY, TABLE_KEYS
 from streams.operator_views import worker_ready
+from streams.timers import worker_timer
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ async def partition_lag(worker: Worker) -> dict[tuple[str, int], int]:
 def register_gauge_sampler(worker: Worker) -> None:
     app = worker.app
 
-    @app.timer(interval=SAMPLE_EVERY_S)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, SAMPLE_EVERY_S)
     async def sample_consumer() -> None:
         READY.set(1 if worker_ready(worker)[0] else 0)
         try:
@@ -50,7 +51,7 @@ def register_gauge_sampler(worker: Worker) -> None:
         for topic, count in assigned.items():
             ASSIGNED_PARTITIONS.labels(topic).set(count)
 
-    @app.timer(interval=TABLES_EVERY_S)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, TABLES_EVERY_S)
     async def sample_tables() -> None:
         tables = worker.tables
         for name, table in (("restaurants", tables.restaurants), ("items", tables.items), ("pricing", tables.pricing)):

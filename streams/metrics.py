@@ -11,7 +11,9 @@ BATCHES = Counter(
 EVENTS = Counter(
     "feastflow_worker_events_total", "Catalog events by type and outcome", ["type", "outcome"]
 )  # applied | rejected (stale version, invalid for the state) | duplicate (a replay, ignored)
-DEAD_LETTERS = Counter("feastflow_worker_dead_letters_total", "Records parked on the dead-letter topic", ["source"])
+DEAD_LETTERS = Counter(
+    "feastflow_worker_dead_letters_total", "Records parked on the dead-letter topic", ["source", "kind"]
+)  # kind: streams.failures.DeadLetterKind
 REWINDS = Counter("feastflow_worker_rewinds_total", "Partitions read again by the delivery guard", ["reason"])
 PROCESSING = Histogram(
     "feastflow_worker_processing_seconds", "Time to process one record, writes included", ["agent"], buckets=_FAST
@@ -34,6 +36,13 @@ CONSUMER_LAG = Gauge(
 ASSIGNED_PARTITIONS = Gauge("feastflow_worker_assigned_partitions", "Partitions assigned to this worker", ["topic"])
 TABLE_KEYS = Gauge("feastflow_worker_table_keys", "Keys in this worker's share of a table", ["table"])
 READY = Gauge("feastflow_worker_ready", "1 while the worker reports ready")
+LIVE = Gauge("feastflow_worker_live", "1 while no record has been in processing longer than the stuck bound")
+OLDEST_RECORD_AGE = Gauge(
+    "feastflow_worker_oldest_record_seconds", "How long the record processed longest right now has been in processing"
+)
+TIMER_FAILURES = Counter(
+    "feastflow_worker_timer_failures_total", "Timer runs that failed (and were ridden out)", ["timer", "kind"]
+)  # kind: transient | bug
 
 # Shadow pricing (a candidate version compared with the stable one; streams/shadow.py). One shadow runs at a time.
 SHADOW_ITEMS_COMPARED = Gauge("feastflow_shadow_items_compared", "Items compared in the last sweep")

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from feastflow.tokens import KeyRing, Role, TokenRefused, verify_token
 from streams.app import Worker
 from streams.delivery import guard_of, recovery_completed
+from streams.metrics import LIVE, OLDEST_RECORD_AGE
 from streams.operator_pages import answer
 from streams.state import (
     city_key,
@@ -38,11 +39,17 @@ def worker_ready(worker: Worker) -> tuple[bool, str]:
         return False, "rebalancing"
     if worker.app.should_stop:
         return False, "stopping"
+    waiting = worker.health.retries()
+    if waiting:
+        return False, "waiting for a dependency: " + ", ".join(waiting)
     return True, "ready"
 
 
 def register_operator_views(worker: Worker) -> None:
     app = worker.app
+    # Read at scrape time: a stuck worker's timers may be stuck too, a scrape still answers.
+    LIVE.set_function(lambda: 1.0 if worker.health.live()[0] else 0.0)
+    OLDEST_RECORD_AGE.set_function(worker.health.oldest_record_age)
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
@@ -56,7 +63,8 @@ def register_operator_views(worker: Worker) -> None:
             "worker": worker.settings.worker_name,
             "service": worker.service.value,
             "views": {
-                "/feastflow/health/": "liveness",
+                "/feastflow/health/": "the web server answers (startup probe)",
+                "/feastflow/live/": "liveness (503 once one record has been in processing longer than the bound)",
                 "/feastflow/ready/": "readiness (503 until tables are recovered and no rebalance runs)",
                 "/feastflow/assignment/": "partitions held here, processed position, log end and lag",
                 "/feastflow/tables/{items|restaurants|pricing}/{city}/{id}/": "a table's value by key",
@@ -70,6 +78,12 @@ def register_operator_views(worker: Worker) -> None:
     @app.page("/feastflow/health/")
     async def health(self: View, request: Request) -> Response:
         return answer(self, request, "Liveness", {"status": "alive"})
+
+    @app.page("/feastflow/live/")
+    async def live(self: View, request: Request) -> Response:
+        is_live, reason = worker.health.live()
+        document = {"live": is_live, "reason": reason, "stuck_after_s": worker.health.stuck_after_s}
+        return answer(self, request, "Liveness", document, 200 if is_live else 503)
 
     @app.page("/feastflow/ready/")
     async def ready(self: View, request: Request) -> Response:
@@ -223,6 +237,7 @@ def _dead_letter_row(record: Any) -> dict[str, Any]:
     return {
         "dead_lettered_at": document.get("dead_lettered_at"),
         "reason": document.get("reason"),
+        "kind": document.get("kind"),  # streams.failures.DeadLetterKind; absent from letters of older builds
         "source": f"{document.get('topic')}[{document.get('partition')}]@{document.get('offset')}",
         "key": document.get("key"),
         "value": str(document.get("value", ""))[:500],

@@ -1,7 +1,18 @@
 """The order agent: prices each placed order against the worker's catalog tables, stores the decision in
 PostgreSQL (one row per order), projects it to Redis, and applies status changes in order.
 
-While PostgreSQL is unreachable the agent retries with back-off and the commands wait in Kafka.
+Order of writes: the PostgreSQL transaction (the order row and its status history) commits first, then the
+Redis projection is built from what PostgreSQL holds. The pricing decision is taken once, against the prices
+and the clock of that moment, so it cannot be taken again on a replay; the committed row is that decision,
+and the projection is a pure function of the row (idempotent by the order's version). Hence:
+- a value PostgreSQL refuses surfaces before anything is visible: the transaction rolls back, the command is
+  dead-lettered with the reason, the partition moves on;
+- a crash between COMMIT and the projection leaves customers briefly behind the store; the command was not
+  acked, so it is read again and the replay projects the stored row (the INSERT finds it and changes nothing);
+- Redis refusing a projection built from a stored row is a bug: the command is dead-lettered (and alerted)
+  and the order stays in PostgreSQL, the authority the API falls back to.
+
+While a dependency is unreachable the agent retries with back-off and the commands wait in Kafka.
 """
 
 import logging
@@ -13,10 +24,11 @@ from models.events import utc_now
 from models.orders import PlaceOrder, decode_command, price_order
 from streams.app import Worker
 from streams.dead_letters import dead_letter
+from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
 from streams.metrics import ORDER_DECISIONS, POSTGRES_WRITES
 from streams.order_store import OrderStore, StoredOrder
-from streams.retry import retry_forever
+from streams.retry import ShuttingDown
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,33 +42,40 @@ async def process_command(worker: Worker, message: Any) -> None:
     try:
         command = decode_command(message.value)
     except InvalidEvent as exc:
-        await dead_letter(worker, message, f"undecodable order command: {exc.message}")
+        await dead_letter(worker, message, DeadLetterKind.UNDECODABLE, f"undecodable order command: {exc.message}")
         return
     city = worker.settings.city(command.city)
     if city is None:
-        await dead_letter(worker, message, f"unknown city {command.city!r}")
+        await dead_letter(worker, message, DeadLetterKind.UNKNOWN_CITY, f"unknown city {command.city!r}")
         return
-    store = OrderStore(await worker.resources.pg_pool())
-    if isinstance(command, PlaceOrder):
-        decision = price_order(worker.tables.view(city.code), command.restaurant_id, command.lines)
-        now = utc_now()
-        stored = await retry_forever(
-            "storing an order",
-            lambda: _timed("order_place", store.place(command, decision, city.currency, now)),
-            worker.stopping,
-        )
-        outcome = stored.row["status"]
-    else:
-        stored_or_none, changed = await retry_forever(
-            "advancing an order", lambda: _timed("order_advance", store.advance(command)), worker.stopping
-        )
-        if stored_or_none is None:
-            await dead_letter(worker, message, f"status change for unknown order {command.order_id}")
-            return
-        stored = stored_or_none
-        outcome = command.status.value if changed else "invalid_transition"
-    if await _project(worker, stored) == "DUPLICATE":
-        outcome = "duplicate"
+    store = OrderStore(await worker.retry("connecting to PostgreSQL", worker.resources.pg_pool))
+    try:
+        if isinstance(command, PlaceOrder):
+            decision = price_order(worker.tables.view(city.code), command.restaurant_id, command.lines)
+            now = utc_now()
+            stored = await worker.retry(
+                "storing an order", lambda: _timed("order_place", store.place(command, decision, city.currency, now))
+            )
+            outcome = stored.row["status"]
+        else:
+            stored_or_none, changed = await worker.retry(
+                "advancing an order", lambda: _timed("order_advance", store.advance(command))
+            )
+            if stored_or_none is None:
+                reason = f"status change for unknown order {command.order_id}"
+                await dead_letter(worker, message, DeadLetterKind.UNKNOWN_ORDER, reason)
+                return
+            stored = stored_or_none
+            outcome = command.status.value if changed else "invalid_transition"
+        if await _project(worker, stored) == "DUPLICATE":
+            outcome = "duplicate"
+    except ShuttingDown:
+        raise
+    except Exception as exc:  # refused by a store, or a bug on this command: park it, the partition goes on
+        kind = permanent_kind(exc)
+        logger.error("order command at offset %d refused: %r", message.offset, exc, extra={"city": city.code})
+        await dead_letter(worker, message, kind, f"{kind.value}: {describe(exc)}")
+        return
     ORDER_DECISIONS.labels(outcome).inc()
     logger.info(
         "order %s",
@@ -76,4 +95,4 @@ async def _timed(operation: str, write: Awaitable[T]) -> T:
 
 
 async def _project(worker: Worker, stored: StoredOrder) -> str:
-    return await retry_forever("projecting an order", lambda: worker.order_projection.project(stored), worker.stopping)
+    return await worker.retry("projecting an order", lambda: worker.order_projection.project(stored))

@@ -8,6 +8,7 @@ import orjson
 
 from models.events import format_timestamp
 from models.orders import AdvanceOrder, PlaceOrder, PricingDecision, may_advance
+from streams.pg import transaction
 
 _COLUMNS = (
     "order_id, customer, idempotency_key, city, restaurant_id, lines, status, reason, current_prices,"
@@ -75,8 +76,7 @@ class OrderStore:
         self._pool = pool
 
     async def place(self, command: PlaceOrder, decision: PricingDecision, currency: str, now: str) -> StoredOrder:
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("BEGIN")
+        async with transaction(self._pool) as cur:
             await cur.execute(
                 f"INSERT INTO orders ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 2, %s, %s)"
                 " ON CONFLICT DO NOTHING",
@@ -111,13 +111,11 @@ class OrderStore:
                         now,
                     ),
                 )
-            await cur.execute("COMMIT")
         return await self._require(command.order_id)
 
     async def advance(self, command: AdvanceOrder) -> tuple[StoredOrder | None, bool]:
         """Apply a status change if it is still allowed; return the order and whether it changed now."""
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("BEGIN")
+        async with transaction(self._pool) as cur:
             await cur.execute("SELECT status, version FROM orders WHERE order_id = %s FOR UPDATE", (command.order_id,))
             row = await cur.fetchone()
             changed = False
@@ -143,7 +141,6 @@ class OrderStore:
                         ),
                     )
                     changed = True
-            await cur.execute("COMMIT")
         if row is None:
             return None, False
         return await self._require(command.order_id), changed

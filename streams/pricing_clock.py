@@ -6,7 +6,7 @@ import logging
 
 from models.events import PricingRuleTick, system_batch, utc_now
 from streams.app import Worker
-from streams.retry import retry_forever
+from streams.timers import worker_timer
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 def register_pricing_clock(worker: Worker) -> None:
     announced: set[tuple[str, str]] = set()
 
-    @worker.app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, 1.0)
     async def announce_rule_transitions() -> None:
         now = utc_now()
         for city, pricing in list(worker.tables.cities()):
@@ -22,7 +22,7 @@ def register_pricing_clock(worker: Worker) -> None:
             if due is None or due > now or (city, due) in announced:
                 continue
             announced.add((city, due))
-            await retry_forever("pricing tick", functools.partial(publish_tick, worker, city, now), worker.stopping)
+            await worker.retry("pricing tick", functools.partial(publish_tick, worker, city, now))
 
 
 async def publish_tick(worker: Worker, city: str, now: str) -> None:

@@ -112,6 +112,15 @@ class MenuProjection:
         document["pricing"] = pricing_json(snapshot.pricing)
         return await self._run(city, document)
 
+    async def mark_refused(self, event_ids: Iterable[str], reason: str) -> None:
+        """Tell admins polling an event that it was refused (dead-lettered): nothing of it was applied."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for event_id in event_ids:
+                key = event_key(self._namespace, event_id)
+                pipe.hset(key, mapping={"status": "rejected", "reason": reason, "applied_at": utc_now()})
+                pipe.expire(key, EVENT_STATUS_TTL_S)
+            await pipe.execute()
+
     def _document(self, mode: str, position: int, audit: Iterable[AppliedEvent]) -> dict[str, Any]:
         return {
             "mode": mode,

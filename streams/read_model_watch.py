@@ -11,7 +11,7 @@ from faust.types import TP
 from feastflow.redis_keys import city_keys
 from models.events import ProjectionRebuild, system_batch, utc_now
 from streams.app import Worker
-from streams.retry import retry_forever
+from streams.timers import worker_timer
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def register_read_model_watch(worker: Worker) -> None:
     topic = worker.catalog_topic.get_topic_name()
     partitions = list(range(worker.settings.partitions))
 
-    @worker.app.timer(interval=CHECK_EVERY_S)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, CHECK_EVERY_S)
     async def rebuild_lost_read_models() -> None:
         assignment = worker.app.consumer.assignment()
         now = time.monotonic()
@@ -43,4 +43,4 @@ def register_read_model_watch(worker: Worker) -> None:
             logger.warning("Redis has no read model for %s; requesting a rebuild", city, extra={"city": city})
             batch = system_batch(city, ProjectionRebuild(), "system:read-model-watch", utc_now())
             send = functools.partial(worker.app.producer.send_and_wait, topic, key, batch.encode(), None, None, None)
-            await retry_forever("rebuild request", send, worker.stopping)
+            await worker.retry("rebuild request", send)

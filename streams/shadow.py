@@ -27,6 +27,7 @@ from streams.metrics import (
     SHADOW_LAG,
     SHADOW_MAX_DIVERGENCE,
 )
+from streams.timers import worker_timer
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def register_shadow_comparison(worker: Worker) -> None:
     logger.info("shadow comparison with expected changes %s", changes)
     SHADOW_LAG.set(math.nan)  # unknown until every partition has been fetched, not zero
 
-    @worker.app.timer(interval=SWEEP_EVERY_S)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, SWEEP_EVERY_S)
     async def compare_with_stable() -> None:
         lag = await partition_lag(worker)
         if len(lag) == worker.settings.partitions:  # until every partition is fetched, lag is unknown
@@ -82,7 +83,7 @@ def register_track_watch(worker: Worker) -> None:
     again in its new role (Faust commits and leaves the group on SIGTERM)."""
     started_as = pod_track(worker.settings.track_file)
 
-    @worker.app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    @worker_timer(worker, 5.0)
     async def follow_track() -> None:
         now = pod_track(worker.settings.track_file)
         if now and now != started_as:

@@ -33,6 +33,28 @@ def project_topics(namespace: str, partitions: int) -> list[TopicSpec]:
     ]
 
 
+# The worker's Faust tables, in the order streams.state.CatalogTables takes them.
+CATALOG_TABLES = ("restaurants", "items", "pricing")
+SERVICES_WITH_TABLES = ("catalog", "orders", "shadow")  # `all` runs in the catalog service's group
+
+
+def changelog_topic_name(group: str, table: str) -> str:
+    """A table's changelog exactly as Faust names it (faust.tables.base.Collection._changelog_topic_name)."""
+    return f"{group}-{table}-changelog"
+
+
+def changelog_topics(namespace: str, partitions: int, shadow_label: str) -> list[TopicSpec]:
+    """Every service's table changelogs, compacted, one partition per source partition (Faust requires the
+    same count). Created before any worker starts: a worker that creates them itself does so while its
+    group's first assignment is computed, and can find them missing from the cluster metadata."""
+    compacted = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(changelog_topic_name(consumer_group(namespace, service, shadow_label), table), partitions, compacted)
+        for service in SERVICES_WITH_TABLES
+        for table in CATALOG_TABLES
+    ]
+
+
 def consumer_group(namespace: str, service: str, shadow_label: str = "") -> str:
     """A worker service's consumer group, which also prefixes its Faust table changelogs and names its tables'
     folder. The local stack's `all` worker is in the catalog service's group."""

@@ -59,8 +59,10 @@ async def test_poison_records_are_dead_lettered_and_later_events_still_apply(
         letter["reason"] for letter in sorted(letters, key=lambda x: x["dead_lettered_at"], reverse=True)[:2]
     ]
     assert all(row["source"].startswith(f"{stack.topic}[") for row in view["dead_letters"])
+    assert {letter["kind"] for letter in letters} == {"undecodable", "unknown_city"}
     async with http.get(f"{stack.worker_url()}/feastflow/dead-letters/", headers={"Accept": "text/html"}) as response:
         page = await response.text()
     assert response.content_type == "text/html"
     assert "<th>reason</th>" in page and "unknown city &#x27;zzz&#x27;" in page  # a table, its text escaped
-    assert page.count("<td><code>undecodable") == 2
+    assert page.count("<td><code>undecodable:") == 2  # the reasons
+    assert page.count("<td><code>undecodable</code>") == 2  # and their kind

@@ -4,17 +4,27 @@ delivered again: every acknowledged change is counted through to Redis and to co
 import asyncio
 import contextlib
 import shutil
+import signal
+import subprocess
+import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from feastflow.redis_keys import city_keys
-from streams.topics import consumer_group
-from tests.support.catalog import publish, restaurant_batch, wait_applied
-from tests.support.processes import feastflow_command
+from feastflow.topics import ensure_topics
+from models.events import utc_now
+from streams.topics import changelog_topics, consumer_group
+from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.processes import feastflow_command, free_port
 from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
 from tests.support.traffic import PriceTraffic
@@ -212,3 +222,141 @@ async def test_a_lost_read_model_comes_back_by_itself(stack: Stack, http: aiohtt
         if (await stack.menu(http, "blr"))["restaurants"]:
             break
     assert items_by_id(await stack.menu(http, "blr")) == before
+
+
+@contextlib.contextmanager
+def _private_redis(root: Path) -> Iterator["_RedisServer"]:
+    server = _RedisServer(free_port(), root / "redis.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@dataclass
+class _RedisServer:
+    """A redis-server of the test's own, which it may kill -9 (never the shared one)."""
+
+    port: int
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with self.log.open("ab") as log:
+            self.popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+
+async def _wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"not {what} after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path: Path) -> None:
+    with _private_redis(tmp_path) as redis_server:
+        stack = Stack(tmp_path, extra_env={"FEASTFLOW_REDIS_URL": redis_server.url, "FEASTFLOW_STUCK_AFTER_S": "3"})
+        await stack.start(api_count=1)
+        try:
+            worker = stack.workers["w1"]
+            assert worker.popen is not None
+            pid = worker.popen.pid
+            async with aiohttp.ClientSession() as http:
+
+                async def ready() -> bool:
+                    async with http.get(worker.ready_url) as response:
+                        return response.status == 200
+
+                async def live() -> bool:
+                    async with http.get(f"{stack.worker_url()}/feastflow/live/") as response:
+                        return response.status == 200
+
+                async def timer_failed() -> bool:
+                    series = 'feastflow_worker_timer_failures_total{kind="transient",timer="rebuild_lost_read_models"}'
+                    return await _worker_counter(http, stack, series) > 0
+
+                await wait_applied(stack, await publish(stack, http, restaurant_batch("blr", "vada", 2)))
+                redis_server.kill()
+                # A change arrives while Redis is down: its write is retried, the worker says it is not ready.
+                producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+                await producer.start()
+                try:
+                    await producer.send_and_wait(stack.topic, _price_set_record("blr", "vada", "vada-0", 4321), b"blr")
+                finally:
+                    await producer.stop()
+                await _wait_until(lambda: _not(ready), 20, "reporting not ready")
+                # Past the stuck bound (3 s here) on that one record, the worker stops being live.
+                await _wait_until(lambda: _not(live), 20, "reporting not live")
+                assert await _worker_counter(http, stack, "feastflow_worker_live ") == 0
+                # The read-model timer meets the outage too (it crashed the app before): still the same process.
+                await _wait_until(timer_failed, 20, "meeting the outage in a timer")
+                assert worker.alive and worker.popen.pid == pid
+                redis_server.start()  # empty: the worker writes the city again
+                await _wait_until(ready, 60, "ready again")
+                assert await live() and await _worker_counter(http, stack, "feastflow_worker_live ") == 1
+                assert worker.alive and worker.popen.pid == pid
+
+                async def change_shown() -> bool:
+                    menu = items_by_id(await stack.menu(http, "blr"))
+                    return menu.get("vada-0", {}).get("price_cents") == 4321
+
+                await _wait_until(change_shown, 30, "showing the change made during the outage")
+                await wait_applied(stack, await publish(stack, http, price_set("blr", "vada", "vada-1", 777)))
+                assert worker.alive and worker.popen.pid == pid
+        finally:
+            stack.stop()
+
+
+async def _not(condition: Callable[[], Awaitable[bool]]) -> bool:
+    return not await condition()
+
+
+def _price_set_record(city: str, restaurant_id: str, item_id: str, price_cents: int) -> bytes:
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "type": "price.set",
+        "schema_version": 1,
+        "city": city,
+        "occurred_at": utc_now(),
+        "actor": "test",
+        "expected_version": None,
+        "request_id": None,
+        "data": {"restaurant_id": restaurant_id, "item_id": item_id, "price_cents": price_cents},
+    }
+    return orjson.dumps({"batch_id": uuid.uuid4().hex, "city": city, "events": [event]})
+
+
+async def test_feastflow_topics_creates_every_changelog_before_any_worker(tmp_path: Path) -> None:
+    settings = Stack(tmp_path).settings  # a fresh namespace: no worker ever ran in it
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        wanted = [
+            spec.name for spec in changelog_topics(settings.namespace, settings.partitions, settings.shadow_label)
+        ]
+        described = {t["topic"]: t for t in await admin.describe_topics(wanted)}
+        assert {name: len(described[name]["partitions"]) for name in wanted} == dict.fromkeys(
+            wanted, settings.partitions
+        )
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted])
+        policies = {
+            resource[3]: {entry[0]: entry[1] for entry in resource[4]}["cleanup.policy"]
+            for response in responses
+            for resource in response.resources
+        }
+        assert policies == dict.fromkeys(wanted, "compact")
+    finally:
+        await admin.close()

@@ -75,9 +75,10 @@ spec:
         failureThreshold: 2
         timeoutSeconds: 3
       livenessProbe:
-        httpGet: {path: /feastflow/health/, port: web}
+        # 503 once one record has been in processing longer than FEASTFLOW_STUCK_AFTER_S (a stuck partition)
+        httpGet: {path: /feastflow/live/, port: web}
         periodSeconds: 10
-        failureThreshold: 6
+        failureThreshold: 3
         timeoutSeconds: 3
       resources:
         {{- toYaml $worker.resources | nindent 8 }}
