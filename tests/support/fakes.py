@@ -282,3 +282,35 @@ class FakePipeline:
     async def execute(self) -> list[Any]:
         calls, self._calls = self._calls, []
         return [await call for call in calls]
+
+
+class FeedProjection:
+    """Writes a city's menu feed into a FakeRedis the way streams.projection's Lua script does: a batch at Kafka
+    position p appends entries '<p+1>-<n>', each naming the entry before it in `prev`, and moves the meta cursor;
+    a rebuild deletes the feed and starts it again with one `snapshot` entry whose `prev` is empty."""
+
+    def __init__(self, redis: FakeRedis, keys: Any, maxlen: int) -> None:
+        self.redis, self.keys, self.maxlen = redis, keys, maxlen
+        self.position = 0
+
+    def apply(self, types: list[str]) -> list[str]:
+        return self._write(types, prev=self._cursor())
+
+    def rebuild(self) -> list[str]:
+        self.redis.delete(self.keys.feed)
+        return self._write(["snapshot"], prev="")
+
+    def _cursor(self) -> str:
+        cursor = self.redis.hashes.get(self.keys.meta, {}).get(b"cursor", b"")
+        return cursor.decode()
+
+    def _write(self, types: list[str], prev: str) -> list[str]:
+        self.position += 1
+        ids = []
+        for n, kind in enumerate(types):
+            entry_id = f"{self.position + 1}-{n}"
+            self.redis.xadd(self.keys.feed, entry_id, {"type": kind, "data": "{}", "prev": prev}, self.maxlen)
+            ids.append(entry_id)
+            prev = entry_id
+        self.redis.hset(self.keys.meta, {"position": self.position, "cursor": prev})
+        return ids
