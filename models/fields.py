@@ -76,17 +76,20 @@ def _normalised(multiline: bool) -> Callable[[Any], Any]:
 
 @dataclass(frozen=True, slots=True)
 class Text(GroupedMetadata):
-    """Human text: NFC, stripped, bounded (counted after both), no control characters."""
+    """Human text: NFC, stripped, bounded (counted after both), no control characters. A token (`verbatim`)
+    is kept exactly as sent: changing it would change what it identifies."""
 
     max_length: int
     min_length: int = 0
     multiline: bool = False
+    verbatim: bool = False
 
     def __iter__(self) -> Iterator[Any]:
         forbidden = _FORBIDDEN_IN_LINES if self.multiline else _FORBIDDEN
         yield Strict()
         yield StringConstraints(min_length=self.min_length, max_length=self.max_length)
-        yield BeforeValidator(_normalised(self.multiline))
+        if not self.verbatim:
+            yield BeforeValidator(_normalised(self.multiline))
         yield AfterValidator(_no_forbidden_characters(forbidden))
         yield Field(json_schema_extra={"pattern": f"^[^{_schema_class(forbidden)}]*$"})
 
@@ -151,4 +154,4 @@ RuleName = Annotated[str, Text(100)]
 Actor = Annotated[str, Text(200, min_length=1)]
 # Names the caller's request: the X-Request-Id the API accepts, or one it made up.
 RequestId = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
-IdempotencyKey = Annotated[str, Text(128, min_length=1)]
+IdempotencyKey = Annotated[str, Text(128, min_length=1, verbatim=True)]
