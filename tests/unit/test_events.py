@@ -3,11 +3,14 @@
 from datetime import datetime
 from typing import Any
 
+import jsonschema
+import jsonschema.protocols
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.openapi import build_document
 from models.admin_events import parse_admin_body, parse_admin_event
 from models.errors import InvalidEvent
 from models.events import (
@@ -367,3 +370,42 @@ def test_any_value_in_any_field_is_accepted_or_refused_naming_a_field(field: str
         parse_admin_event({**source, field: value}, "events[0]", CITIES)
     except InvalidEvent as refusal:
         assert refusal.field is not None and refusal.field.startswith(f"events[0].{field}")
+
+
+def _published_admin_event_schema() -> jsonschema.protocols.Validator:
+    document = build_document(CITIES)
+    schema = {"$ref": "#/components/schemas/AdminEvent", "components": document["components"]}
+    validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schema)
+    return validator
+
+
+@settings(max_examples=100, deadline=None)
+@given(admin_events)
+def test_the_published_schema_accepts_what_the_api_accepts(source: dict[str, Any]) -> None:
+    try:
+        parse_admin_event(source, "", CITIES)
+    except InvalidEvent:
+        return
+    assert not list(_published_admin_event_schema().iter_errors(source))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        _item(name="Do\x00sa"),
+        # Not `_item(item_id="i1\n")`: JSON Schema patterns are ECMA-262, where `$` is the very end (so does the
+        # Rust engine the API validates with), but the Python validator used here reads `$` the Python way.
+        _item(name="x" * 201),
+        _item(colour="red"),
+        _price(price_cents=2**63),
+        _price(city="nowhere"),
+        _price(expected_version=-1),
+        _rule(multiplier=1.7e308),
+        _rule(surge=True),
+        {"type": "pricing.rule_tick", "city": "blr"},
+    ],
+)
+def test_the_published_schema_refuses_what_the_api_refuses(source: dict[str, Any]) -> None:
+    with pytest.raises(InvalidEvent):
+        parse_admin_event(source, "", CITIES)
+    assert list(_published_admin_event_schema().iter_errors(source))
