@@ -14,6 +14,7 @@ T = TypeVar("T")
 
 # Errors a declaration raises under its own name keep it as the contract's code; the rest are invalid content.
 _OWN_CODES = frozenset({"unknown_city", "unknown_type"})
+_UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
 _MESSAGES = {
     "missing": "is required",
     "missing_keyword_only_argument": "is required",
@@ -57,7 +58,10 @@ def validated(
     try:
         return adapter.validate_python(source, extra=extra, context=context)
     except ValidationError as error:
-        raise invalid(error.errors(include_url=False)[0], path, code) from None
+        details = error.errors(include_url=False)
+        # An unknown field is most often a misspelt one: naming it explains the "is required" that follows.
+        first = next((d for d in details if d["type"] in _UNKNOWN_FIELD), details[0])
+        raise invalid(first, path, code) from None
 
 
 def invalid(detail: ErrorDetails, path: Sequence[str | int] = (), code: str | None = None) -> InvalidEvent:

@@ -409,3 +409,9 @@ def test_the_published_schema_refuses_what_the_api_refuses(source: dict[str, Any
     with pytest.raises(InvalidEvent):
         parse_admin_event(source, "", CITIES)
     assert list(_published_admin_event_schema().iter_errors(source))
+
+
+def test_a_misspelt_field_is_named_rather_than_the_one_it_misses() -> None:
+    source = {"type": "price.set", "city": "blr", "restaurant_id": "r1", "item_id": "i1", "price": 450}
+    refusal = _refusal(source)
+    assert (refusal.field, refusal.message) == ("price", "unknown field")
