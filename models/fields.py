@@ -16,9 +16,10 @@ from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+T = TypeVar("T")
+
 # pydantic-core compiles patterns with the Rust regex engine, where `$` matches only at the very end (no
 # Python-style match before a final "\n"), so "abc\n" is refused; tests/unit/test_events.py proves it.
-T = TypeVar("T")
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_PRICE_CENTS = 100_000_000
 MAX_QUANTITY = 99
