@@ -24,3 +24,8 @@ PRODUCE_FAILURES = Counter(
     "feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge", ["topic"]
 )  # topic: catalog | orders
 READY = Gauge("feastflow_api_ready", "1 while the pod reports ready", multiprocess_mode="livemin")
+AFTER_PUBLISH_FAILURES = Counter(
+    "feastflow_api_after_publish_failures_total",
+    "Best-effort writes after Kafka acknowledged that failed; the answer stayed 2xx",
+    ["write"],
+)  # write: event_status | order_pending
