@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from api.keys import DRAINING, PUBLISHER, READY, REDIS, Readiness
+from api.keys import DRAINING, PG_POOL, PUBLISHER, READY, REDIS, Readiness
 from api.metrics import READY as READY_GAUGE
 from api.processes import multiprocess_metrics_dir
 
@@ -48,6 +48,7 @@ async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
         while True:
             readiness.redis = await _succeeds(app[REDIS].ping())
             readiness.kafka = await _succeeds(app[PUBLISHER].reachable())
+            readiness.postgres = await _succeeds(_postgres_answers(app))
             READY_GAUGE.set(1 if readiness.ok and not app[DRAINING].is_set() else 0)
             await asyncio.sleep(PROBE_INTERVAL_S)
 
@@ -56,6 +57,12 @@ async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _postgres_answers(app: web.Application) -> bool:
+    async with app[PG_POOL].acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+    return True
 
 
 async def _succeeds(check: Awaitable[object]) -> bool:

@@ -65,6 +65,15 @@ class Settings:
     shadow_label: str = "candidate"
     shadow_expect: str = ""
     track_file: str = ""
+    # Pod limits (api.limits, api.server). Per-client limits skip `limits_exempt` (loopback: local tools).
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
+    limits_exempt: str = "127.0.0.0/8,::1/128"
+    sse_streams_per_client: int = 20
+    sse_max_clients: int = 5000
+    read_rate_per_second: float = 20.0
+    read_burst: int = 40
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -107,6 +116,14 @@ class Settings:
             shadow_label=_env("SHADOW_LABEL", "candidate"),
             shadow_expect=_env("SHADOW_EXPECT", ""),
             track_file=_env("TRACK_FILE", ""),
+            trusted_proxies=_env("TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
+            limits_exempt=_env("LIMITS_EXEMPT", "127.0.0.0/8,::1/128"),
+            sse_streams_per_client=int(_env("SSE_STREAMS_PER_CLIENT", "20")),
+            sse_max_clients=int(_env("SSE_MAX_CLIENTS", "5000")),
+            read_rate_per_second=float(_env("READ_RATE", "20")),
+            read_burst=int(_env("READ_BURST", "40")),
+            header_timeout_s=float(_env("HEADER_TIMEOUT_S", "10")),
+            body_timeout_s=float(_env("BODY_TIMEOUT_S", "10")),
         )
 
     def worker_data_dir(self, group: str, worker_name: str | None = None) -> Path:
