@@ -45,6 +45,20 @@ def _parse_error(exc: BaseException | None, status: int) -> tuple[int, str, str]
     return 500, "internal", "something went wrong on our side"
 
 
+_GONE = "feastflow.client_gone"
+
+
+def client_gone(request: web.Request) -> asyncio.Event:
+    """Set as soon as the client of this (long) request disconnects: a stream learns it at once instead
+    of at its next heartbeat, and gives its client's slot back (api.limits)."""
+    gone = request.get(_GONE)
+    if not isinstance(gone, asyncio.Event):
+        gone = request[_GONE] = asyncio.Event()
+        if request.transport is None or request.transport.is_closing():
+            gone.set()
+    return gone
+
+
 class HardenedRequestHandler(RequestHandler):
     header_timeout_s: float = 10.0
     _head_deadline: asyncio.TimerHandle | None = None
@@ -80,7 +94,10 @@ class HardenedRequestHandler(RequestHandler):
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+        request = self._current_request
         super().connection_lost(exc)
+        if request is not None and isinstance(gone := request.get(_GONE), asyncio.Event):
+            gone.set()
 
     def _waiting_for_head(self) -> bool:
         return not self._request_in_progress and not self._messages and not self._upgraded
