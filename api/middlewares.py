@@ -70,18 +70,19 @@ def dependency_of(exc: BaseException) -> str | None:
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def request_id_of(request: web.Request) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one; set by request_id_middleware."""
-    return str(request["request_id"])
+    return request[REQUEST_ID]
 
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     offered = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     try:
         response = await handler(request)

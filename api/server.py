@@ -45,14 +45,14 @@ def _parse_error(exc: BaseException | None, status: int) -> tuple[int, str, str]
     return 500, "internal", "something went wrong on our side"
 
 
-_GONE = "feastflow.client_gone"
+_GONE = web.RequestKey("client_gone", asyncio.Event)
 
 
 def client_gone(request: web.Request) -> asyncio.Event:
     """Set as soon as the client of this (long) request disconnects: a stream learns it at once instead
     of at its next heartbeat, and gives its client's slot back (api.limits)."""
     gone = request.get(_GONE)
-    if not isinstance(gone, asyncio.Event):
+    if gone is None:
         gone = request[_GONE] = asyncio.Event()
         if request.transport is None or request.transport.is_closing():
             gone.set()
@@ -96,7 +96,7 @@ class HardenedRequestHandler(RequestHandler):
             self._head_deadline = None
         request = self._current_request
         super().connection_lost(exc)
-        if request is not None and isinstance(gone := request.get(_GONE), asyncio.Event):
+        if request is not None and (gone := request.get(_GONE)) is not None:
             gone.set()
 
     def _waiting_for_head(self) -> bool:
