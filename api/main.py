@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import aiopg
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.auth import require_signing_keys
 from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
@@ -49,12 +52,25 @@ from feastflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+REDIS_SOCKET_TIMEOUT_S = 5.0
+
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Requests wait for a pooled connection rather than fail when a burst (say, a thousand SSE clients
     # reconnecting at once) outnumbers the pool.
-    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=10)
+    # Socket timeouts: a Redis that hangs (rather than refuses) must become a 503, not a request that waits
+    # forever; no command on these connections blocks on purpose.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=64,
+        timeout=10,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        # Once, on a fresh connection: after Redis restarts every pooled connection is dead, and the first
+        # command on each would otherwise fail although Redis is back.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(RedisConnectionError,)),
+    )
     redis = Redis(connection_pool=pool, health_check_interval=10)
     # The feed readers block in XREAD; they get connections of their own so reads never queue behind them.
     # Their socket timeout must outlast the XREAD block: redis-py otherwise gives up on an idle stream at
