@@ -1,9 +1,9 @@
 """Per-client limits of an API pod: concurrent SSE streams, a read rate, and a ceiling on the pod's streams.
 
-Who the client is: the peer address, unless the peer is a trusted proxy (FEASTFLOW_TRUSTED_PROXIES, the
-gateway); then the nearest address in X-Forwarded-For that is not itself a trusted proxy. nginx appends the
-address it saw to that header, so a client can put anything in it but cannot hide behind what it writes:
-only addresses appended by proxies we trust are read. Anything else would let one client pose as many.
+Who the client is: the same as for the failed sign-in throttle (api.auth_throttle.client_address): the peer,
+or, when the peer is a trusted proxy (FEASTFLOW_TRUSTED_PROXIES: the gateway), the address that proxy
+appended to X-Forwarded-For. What a client writes into that header itself is never believed, else one
+client could pose as many.
 
 Clients in FEASTFLOW_LIMITS_EXEMPT (loopback by default) skip the per-client limits: on the local stack
 every bench and rehearsal client is 127.0.0.1 behind a gateway on 127.0.0.1, while in a cluster no
@@ -14,17 +14,17 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from api.auth_throttle import Network, client_address
 from api.errors import RateLimited, Unavailable
 from api.metrics import LIMITED
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 STREAM_RETRY_AFTER_S = 5
 POD_FULL_RETRY_AFTER_S = 2
@@ -32,33 +32,11 @@ MAX_TRACKED_CLIENTS = 100_000  # bounds the read-rate table; the least recently 
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, not client traffic
 
 
-def parse_networks(spec: str) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
-
-
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text.strip())
     except ValueError:
         return None
-
-
-def _within(address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Iterable[Network]) -> bool:
-    return any(address in network for network in networks)
-
-
-def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
-    """The client's address as the trusted proxies in front of us saw it (see the module's note)."""
-    current = _address(peer or "")
-    if current is None:
-        return peer or "unknown"
-    hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
-    while _within(current, trusted) and hops:
-        previous = _address(hops.pop())
-        if previous is None:  # garbage where a proxy would have written an address: stop trusting here
-            break
-        current = previous
-    return str(current)
 
 
 @dataclass
@@ -89,11 +67,11 @@ class ClientLimits:
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
     def client_of(self, request: web.Request) -> str:
-        return client_address(request.remote, request.headers.get("X-Forwarded-For"), self.trusted_proxies)
+        return client_address(request, self.trusted_proxies)
 
     def is_exempt(self, client: str) -> bool:
         address = _address(client)
-        return address is not None and _within(address, self.exempt)
+        return address is not None and any(address in network for network in self.exempt)
 
     def take_read(self, client: str, now: float | None = None) -> None:
         """A token bucket per client: `read_burst` at once, refilled at `reads_per_s`."""

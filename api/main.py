@@ -13,6 +13,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.auth import require_signing_keys
+from api.auth_throttle import trusted_networks
 from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
 from api.keys import (
     DRAINING,
@@ -28,7 +29,7 @@ from api.keys import (
     STREAMS,
     OpenStreams,
 )
-from api.limits import ClientLimits, limits_middleware, parse_networks
+from api.limits import ClientLimits, limits_middleware
 from api.metrics import READY as READY_GAUGE
 from api.middlewares import (
     body_timeout_middleware,
@@ -120,8 +121,8 @@ def create_app(settings: Settings) -> web.Application:
         max_streams=settings.sse_max_clients,
         reads_per_s=settings.read_rate_per_second,
         read_burst=settings.read_burst,
-        trusted_proxies=parse_networks(settings.trusted_proxies),
-        exempt=parse_networks(settings.limits_exempt),
+        trusted_proxies=trusted_networks(settings.trusted_proxies),
+        exempt=trusted_networks(settings.limits_exempt),
     )
     app = web.Application(
         middlewares=[

@@ -1,7 +1,8 @@
 """The pod's HTTP server: aiohttp's, with two things its knobs do not offer.
 
 - Errors aiohttp answers by itself, before any middleware runs (a request line or headers it cannot parse,
-  too long, too many), get the contract's JSON error body instead of plain text.
+  too long, too many), get the contract's JSON error body instead of plain text, with the gateway's
+  statuses and codes (414 uri_too_long, 431 headers_too_large, 408 request_timeout, else 400).
 - A header read timeout: a connection must deliver a complete request head within `header_timeout_s` of
   being opened, or of its first byte after the previous request, else it is closed. aiohttp only has the
   keep-alive timer, which must stay longer than the gateway's idle upstream timeout (nginx reuses idle
@@ -37,9 +38,9 @@ def _parse_error(exc: BaseException | None, status: int) -> tuple[int, str, str]
     if isinstance(exc, LineTooLong):
         if exc.args[1:2] == (MAX_REQUEST_LINE,):
             return 414, "uri_too_long", f"the request line is longer than {MAX_REQUEST_LINE} bytes"
-        return 400, "headers_too_large", f"a header is longer than {MAX_HEADER_LINE} bytes"
+        return 431, "headers_too_large", f"a header is longer than {MAX_HEADER_LINE} bytes"
     if isinstance(exc, BadHttpMessage) and "Too many headers" in exc.message:
-        return 400, "headers_too_large", f"more than {MAX_HEADERS} headers"
+        return 431, "headers_too_large", f"more than {MAX_HEADERS} headers"
     if status < 500:
         return 400, "bad_request", "the request is not valid HTTP/1.1"
     return 500, "internal", "something went wrong on our side"

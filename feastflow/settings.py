@@ -65,8 +65,8 @@ class Settings:
     shadow_label: str = "candidate"
     shadow_expect: str = ""
     track_file: str = ""
-    # Pod limits (api.limits, api.server). Per-client limits skip `limits_exempt` (loopback: local tools).
-    trusted_proxies: str = "127.0.0.1/32,::1/128"
+    # Pod limits (api.limits, api.server); the client is found through `trusted_proxies`. Per-client limits
+    # skip `limits_exempt` (loopback: the local tools, as at the gateway).
     limits_exempt: str = "127.0.0.0/8,::1/128"
     sse_streams_per_client: int = 20
     sse_max_clients: int = 5000
@@ -116,7 +116,6 @@ class Settings:
             shadow_label=_env("SHADOW_LABEL", "candidate"),
             shadow_expect=_env("SHADOW_EXPECT", ""),
             track_file=_env("TRACK_FILE", ""),
-            trusted_proxies=_env("TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
             limits_exempt=_env("LIMITS_EXEMPT", "127.0.0.0/8,::1/128"),
             sse_streams_per_client=int(_env("SSE_STREAMS_PER_CLIENT", "20")),
             sse_max_clients=int(_env("SSE_MAX_CLIENTS", "5000")),

@@ -16,16 +16,16 @@ def _host(stack: Stack) -> bytes:
     return str(urlsplit(stack.api_url()).netloc).encode()
 
 
-async def test_a_huge_header_or_too_many_headers_answer_400_in_the_contract_shape(
+async def test_a_huge_header_or_too_many_headers_answer_431_in_the_contract_shape(
     stack: Stack, http: aiohttp.ClientSession
 ) -> None:
     async with http.get(f"{stack.api_url()}/v1/cities", headers={"X-Huge": "a" * 20_000}) as response:
         error = await assert_contract_answer(response)
-        assert response.status == 400 and error is not None and error["code"] == "headers_too_large"
+        assert response.status == 431 and error is not None and error["code"] == "headers_too_large"
     many = {f"X-Many-{i}": "1" for i in range(200)}
     async with http.get(f"{stack.api_url()}/v1/cities", headers=many) as response:
         error = await assert_contract_answer(response)
-        assert response.status == 400 and error is not None and error["code"] == "headers_too_large"
+        assert response.status == 431 and error is not None and error["code"] == "headers_too_large"
 
 
 async def test_an_overlong_uri_answers_414(stack: Stack, http: aiohttp.ClientSession) -> None:
