@@ -29,3 +29,12 @@ AFTER_PUBLISH_FAILURES = Counter(
     "Best-effort writes after Kafka acknowledged that failed; the answer stayed 2xx",
     ["write"],
 )  # write: event_status | order_pending
+DEPENDENCY_ERRORS = Counter(
+    "feastflow_api_dependency_unavailable_total",
+    "Requests answered 503 because a dependency was unreachable",
+    ["dependency"],
+)  # dependency: redis | postgres | kafka | timeout
+LIMITED = Counter("feastflow_api_limited_total", "Requests refused by a pod limit", ["limit"])
+RATE_LIMITER_LOCAL = Counter(
+    "feastflow_api_rate_limiter_local_total", "Write rate checks made in-process because Redis was unreachable"
+)
