@@ -8,16 +8,16 @@ import orjson
 from aiohttp import web
 
 from api.auth import Role, authenticate
-from api.errors import Conflict, NotFound, NotReady, Unprocessable
+from api.errors import Conflict, NotFound, NotReady
 from api.keys import MENUS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
+from api.metrics import AFTER_PUBLISH_FAILURES
 from api.middlewares import request_id_of
 from api.readmodel import as_text
-from api.requests import read_json
+from api.requests import as_unprocessable, read_input
 from feastflow.redis_keys import EVENT_STATUS_TTL_S, event_key
+from models.admin_events import AdminEventInput, parse_admin_body
 from models.errors import InvalidEvent
 from models.events import (
-    MAX_EVENTS_PER_BATCH,
-    AdminEventInput,
     Event,
     EventBatch,
     EventType,
@@ -26,10 +26,12 @@ from models.events import (
     ItemUpserted,
     PriceSet,
     RestaurantUpserted,
+    decode_batch,
     format_timestamp,
-    parse_admin_event,
     utc_now,
 )
+from models.fields import valid_id
+from models.responses import EVENTS_ACCEPTED
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +48,7 @@ async def publish_events(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     principal = authenticate(request, settings.jwt_secret, Role.ADMIN)
     await app[RATE_LIMITER].check("admin", principal.subject, settings.admin_rate_per_second)
-    inputs = _parse_events(await read_json(request), settings.city_codes)
-    cities = {event.city for event in inputs}
-    if len(cities) > 1:
-        raise Unprocessable(
-            "a batch is applied all or nothing within one city; send one batch per city",
-            field="events",
-            code="batch_spans_cities",
-        )
+    inputs = await read_input(request, lambda body: parse_admin_body(body, settings.city_codes))
     await _check_expected_versions(request, inputs)
     now = utc_now()
     request_id = request_id_of(request)
@@ -71,6 +66,15 @@ async def publish_events(request: web.Request) -> web.Response:
         for item in inputs
     )
     batch = EventBatch(city=events[0].city, events=events, batch_id=uuid.uuid4().hex)
+    # Everything is built and checked before Kafka sees it: the record as the worker will read it, and the
+    # answer. After the acknowledgement nothing may turn the answer into an error.
+    try:
+        decode_batch(batch.encode())
+    except InvalidEvent as exc:
+        raise as_unprocessable(exc) from None
+    body = orjson.dumps(
+        EVENTS_ACCEPTED.validate_python({"event_ids": [e.event_id for e in events], "batch_id": batch.batch_id})
+    )
     try:
         await app[PUBLISHER].publish(batch)
     except Exception as exc:
@@ -82,26 +86,7 @@ async def publish_events(request: web.Request) -> web.Response:
         len(events),
         extra={"batch_id": batch.batch_id, "city": batch.city, "event_ids": [e.event_id for e in events]},
     )
-    body = {"event_ids": [e.event_id for e in events], "batch_id": batch.batch_id}
-    return web.Response(status=202, body=orjson.dumps(body), content_type="application/json")
-
-
-def _parse_events(body: Any, cities: tuple[str, ...]) -> list[AdminEventInput]:
-    if isinstance(body, dict) and "events" in body and "type" not in body:
-        if set(body) != {"events"}:
-            raise Unprocessable("a batch has only an 'events' list", field=sorted(set(body) - {"events"})[0])
-        items = body["events"]
-        if not isinstance(items, list) or not items:
-            raise Unprocessable("must be a non-empty list of events", field="events")
-        if len(items) > MAX_EVENTS_PER_BATCH:
-            raise Unprocessable(f"at most {MAX_EVENTS_PER_BATCH} events per batch", field="events")
-        sources = [(item, f"events[{i}]") for i, item in enumerate(items)]
-    else:
-        sources = [(body, "")]
-    try:
-        return [parse_admin_event(item, path, cities) for item, path in sources]
-    except InvalidEvent as exc:
-        raise Unprocessable(exc.message, field=exc.field, code=exc.code) from None
+    return web.Response(status=202, body=body, content_type="application/json")
 
 
 async def _check_expected_versions(request: web.Request, inputs: list[AdminEventInput]) -> None:
@@ -128,24 +113,32 @@ async def _check_expected_versions(request: web.Request, inputs: list[AdminEvent
 
 
 async def _mark_published(request: web.Request, events: tuple[Event, ...], now: str) -> None:
+    """Best effort: Kafka has the events, so the answer is 202 whatever happens here (the worker writes the
+    status again when it applies them)."""
     redis = request.app[REDIS]
     namespace = request.app[SETTINGS].namespace
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            key = event_key(namespace, event.event_id)
-            # HSETNX: the worker may already have written "applied"; never move a status backwards.
-            pipe.hsetnx(key, "status", "published")
-            pipe.hsetnx(key, "published_at", now)
-            pipe.hsetnx(key, "city", event.city)
-            pipe.hsetnx(key, "type", event.type.value)
-            pipe.expire(key, EVENT_STATUS_TTL_S)
-        await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                key = event_key(namespace, event.event_id)
+                # HSETNX: the worker may already have written "applied"; never move a status backwards.
+                pipe.hsetnx(key, "status", "published")
+                pipe.hsetnx(key, "published_at", now)
+                pipe.hsetnx(key, "city", event.city)
+                pipe.hsetnx(key, "type", event.type.value)
+                pipe.expire(key, EVENT_STATUS_TTL_S)
+            await pipe.execute()
+    except Exception as exc:
+        AFTER_PUBLISH_FAILURES.labels("event_status").inc()
+        logger.warning("marking %d published events failed: %r", len(events), exc, extra={"city": events[0].city})
 
 
 async def event_status(request: web.Request) -> web.Response:
     app = request.app
     authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN)
     event_id = request.match_info["event_id"]
+    if not valid_id(event_id):  # never a key or a query built from what the id pattern refuses
+        raise NotFound("no such event", code="unknown_event")
     raw = await app[REDIS].hgetall(event_key(app[SETTINGS].namespace, event_id))
     if raw:
         fields = {as_text(k): as_text(v) for k, v in raw.items()}
@@ -191,7 +184,9 @@ async def item_history(request: web.Request) -> web.Response:
     authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN)
     city, item_id = request.match_info["city"], request.match_info["item_id"]
     if app[SETTINGS].city(city) is None:
-        raise NotFound(f"no city {city!r}", code="unknown_city")
+        raise NotFound("no such city", code="unknown_city")
+    if not valid_id(item_id):
+        raise NotFound("no such item", code="unknown_item")
     async with app[PG_POOL].acquire() as conn, conn.cursor() as cur:
         await cur.execute(
             "SELECT event_id, type, actor, occurred_at, applied_at, version, old_value, new_value, request_id"

@@ -56,3 +56,16 @@ class RateLimited(ApiError):
 
 class NotReady(ApiError):
     status, code = 503, "not_ready"
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
+class Unavailable(ApiError):
+    """A dependency (Redis, PostgreSQL, Kafka) is unreachable, or the pod has no room: come back later."""
+
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_s)})

@@ -15,14 +15,25 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from api.errors import Unavailable
 from api.metrics import SSE_EVENTS_SENT
 from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, to_entry
 
 logger = logging.getLogger(__name__)
 
 BLOCK_MS = 2_000
+START_TIMEOUT_S = 5.0  # a stream waits this long for a feed reader to find its position, then answers 503
 READ_COUNT = 500
 FEED_SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
+
+
+async def until_started(started: asyncio.Event) -> None:
+    """A reader that cannot find its position (Redis unreachable) keeps trying in the background; a client
+    asking meanwhile gets a 503 rather than a request that hangs until Redis returns."""
+    try:
+        await asyncio.wait_for(started.wait(), START_TIMEOUT_S)
+    except TimeoutError:
+        raise Unavailable("the live feed is not available yet; retry shortly", code="dependency_unavailable") from None
 
 
 def chunk(body: bytes, chunked: bool) -> bytes:
@@ -118,7 +129,7 @@ class CityFeed:
     async def ensure_running(self) -> None:
         if self.task is None:
             self.task = asyncio.create_task(self._follow(), name=f"feed-{self.city}")
-        await self.started.wait()
+        await until_started(self.started)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscriber]:

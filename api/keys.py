@@ -9,6 +9,7 @@ from aiohttp_sse import EventSourceResponse
 from redis.asyncio import Redis
 
 from api.feed import FeedHub
+from api.limits import ClientLimits
 from api.order_feed import OrderFeedHub
 from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
@@ -22,13 +23,14 @@ class Readiness:
 
     redis: bool = False
     kafka: bool = False
+    postgres: bool = False
 
     def as_json(self) -> dict[str, bool]:
-        return {"redis": self.redis, "kafka": self.kafka}
+        return {"redis": self.redis, "kafka": self.kafka, "postgres": self.postgres}
 
     @property
     def ok(self) -> bool:
-        return self.redis and self.kafka
+        return self.redis and self.kafka and self.postgres
 
 
 class OpenStreams(set[EventSourceResponse]):
@@ -46,3 +48,4 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAMS = web.AppKey("streams", OpenStreams)
 DRAINING = web.AppKey("draining", asyncio.Event)
 READY = web.AppKey("ready", Readiness)
+LIMITS = web.AppKey("limits", ClientLimits)

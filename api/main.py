@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 import aiopg
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.auth import require_signing_keys
+from api.auth_throttle import trusted_networks
 from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
 from api.keys import (
     DRAINING,
     FEEDS,
+    LIMITS,
     MENUS,
     ORDER_FEEDS,
     PG_POOL,
@@ -24,8 +29,16 @@ from api.keys import (
     STREAMS,
     OpenStreams,
 )
+from api.limits import ClientLimits, limits_middleware
 from api.metrics import READY as READY_GAUGE
-from api.middlewares import errors_middleware, metrics_middleware, request_id_middleware
+from api.middlewares import (
+    body_timeout_middleware,
+    errors_middleware,
+    metrics_middleware,
+    path_guard_middleware,
+    request_id_middleware,
+    resume_id_middleware,
+)
 from api.ops_views import readiness_probe
 from api.order_feed import OrderFeedHub
 from api.processes import run_api_processes
@@ -33,18 +46,32 @@ from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from api.routes import setup_routes
+from api.server import HardenedRunner
 from api.sse import tell_to_reconnect
 from feastflow.build import announce
 from feastflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+REDIS_SOCKET_TIMEOUT_S = 5.0
+
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Requests wait for a pooled connection rather than fail when a burst (say, a thousand SSE clients
     # reconnecting at once) outnumbers the pool.
-    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=10)
+    # Socket timeouts: a Redis that hangs (rather than refuses) must become a 503, not a request that waits
+    # forever; no command on these connections blocks on purpose.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=64,
+        timeout=10,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        # Once, on a fresh connection: after Redis restarts every pooled connection is dead, and the first
+        # command on each would otherwise fail although Redis is back.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(RedisConnectionError,)),
+    )
     redis = Redis(connection_pool=pool, health_check_interval=10)
     # The feed readers block in XREAD; they get connections of their own so reads never queue behind them.
     # Their socket timeout must outlast the XREAD block: redis-py otherwise gives up on an idle stream at
@@ -89,10 +116,27 @@ async def drain_streams(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    limits = ClientLimits(
+        streams_per_client=settings.sse_streams_per_client,
+        max_streams=settings.sse_max_clients,
+        reads_per_s=settings.read_rate_per_second,
+        read_burst=settings.read_burst,
+        trusted_proxies=trusted_networks(settings.trusted_proxies),
+        exempt=trusted_networks(settings.limits_exempt),
+    )
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, errors_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            errors_middleware,
+            path_guard_middleware,
+            limits_middleware(limits),
+            resume_id_middleware,
+            body_timeout_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
+    app[LIMITS] = limits
     app[SETTINGS] = settings
     announce("api")
     app[STREAMS] = OpenStreams()
@@ -119,7 +163,9 @@ async def serve(app: web.Application, settings: Settings, reuse_port: bool = Fal
     signal), then stops accepting, tells SSE clients to reconnect elsewhere, lets in-flight requests
     finish for up to `drain_s`, and exits.
     """
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_s)
+    runner = HardenedRunner(
+        app, header_timeout_s=settings.header_timeout_s, access_log=None, shutdown_timeout=settings.drain_s
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None).start()
     stop = asyncio.Event()

@@ -24,3 +24,17 @@ PRODUCE_FAILURES = Counter(
     "feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge", ["topic"]
 )  # topic: catalog | orders
 READY = Gauge("feastflow_api_ready", "1 while the pod reports ready", multiprocess_mode="livemin")
+AFTER_PUBLISH_FAILURES = Counter(
+    "feastflow_api_after_publish_failures_total",
+    "Best-effort writes after Kafka acknowledged that failed; the answer stayed 2xx",
+    ["write"],
+)  # write: event_status | order_pending
+DEPENDENCY_ERRORS = Counter(
+    "feastflow_api_dependency_unavailable_total",
+    "Requests answered 503 because a dependency was unreachable",
+    ["dependency"],
+)  # dependency: redis | postgres | kafka | timeout
+LIMITED = Counter("feastflow_api_limited_total", "Requests refused by a pod limit", ["limit"])
+RATE_LIMITER_LOCAL = Counter(
+    "feastflow_api_rate_limiter_local_total", "Write rate checks made in-process because Redis was unreachable"
+)

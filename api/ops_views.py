@@ -5,17 +5,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
 
+import aiopg
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from api.keys import DRAINING, PUBLISHER, READY, REDIS, Readiness
+from api.keys import DRAINING, PUBLISHER, READY, REDIS, SETTINGS, Readiness
 from api.metrics import READY as READY_GAUGE
 from api.processes import multiprocess_metrics_dir
 
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -43,11 +45,13 @@ async def metrics(request: web.Request) -> web.Response:
 async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: keeps the dependency checks behind /readyz fresh in the background."""
     readiness = app[READY] = Readiness()
+    postgres = PostgresProbe(app[SETTINGS].pg_dsn)
 
     async def probe_forever() -> None:
         while True:
             readiness.redis = await _succeeds(app[REDIS].ping())
             readiness.kafka = await _succeeds(app[PUBLISHER].reachable())
+            readiness.postgres = await _succeeds(postgres.answers())
             READY_GAUGE.set(1 if readiness.ok and not app[DRAINING].is_set() else 0)
             await asyncio.sleep(PROBE_INTERVAL_S)
 
@@ -56,11 +60,37 @@ async def readiness_probe(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    postgres.close()
+
+
+class PostgresProbe:
+    """Its own connection, not one from the request pool: a pool busy with requests is no outage, and the
+    probe must not wait behind them."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: aiopg.Connection | None = None
+
+    async def answers(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await aiopg.connect(self._dsn, timeout=PROBE_TIMEOUT_S)
+            async with self._conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+            return True
+        except BaseException:
+            self.close()  # whatever state it is in, the next probe starts from a fresh connection
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 async def _succeeds(check: Awaitable[object]) -> bool:
     try:
-        result = await asyncio.wait_for(check, timeout=2.0)
+        result = await asyncio.wait_for(check, timeout=PROBE_TIMEOUT_S)
     except Exception:
         return False
     return result is not False

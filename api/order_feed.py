@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from api.feed import BLOCK_MS, READ_COUNT, Delivery, Subscriber
+from api.feed import BLOCK_MS, READ_COUNT, Delivery, Subscriber, until_started
 from api.readmodel import FeedEntry
 from feastflow.redis_keys import orders_feed_key
 
@@ -29,7 +29,7 @@ class OrderFeedHub:
     async def subscribe(self, order_id: str) -> AsyncIterator[Subscriber]:
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="order-feed")
-        await self._started.wait()
+        await until_started(self._started)
         subscriber = Subscriber(self._max_pending_bytes, kind="order")
         self._subscribers[order_id].add(subscriber)
         try:

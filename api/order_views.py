@@ -1,6 +1,7 @@
 """Orders: place one (idempotently), read it, follow its status live, and advance it (restaurant, admin)."""
 
 import logging
+import re
 import uuid
 from typing import Any, cast
 
@@ -8,28 +9,36 @@ import orjson
 from aiohttp import web
 
 from api.auth import Principal, Role, authenticate
-from api.errors import Conflict, NotFound, NotReady, Unprocessable
+from api.errors import Conflict, NotFound, NotReady
 from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
+from api.metrics import AFTER_PUBLISH_FAILURES
 from api.middlewares import request_id_of
-from api.readmodel import as_text, to_entry, valid_entry_id
-from api.requests import read_json
+from api.readmodel import as_text, to_entry
+from api.requests import as_unprocessable, read_input
 from api.streaming import stream_to_client
 from feastflow.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
 from models.errors import InvalidEvent
 from models.events import utc_now
+from models.fields import valid_id
 from models.orders import (
-    ADVANCEABLE,
     AdvanceOrder,
     OrderRequest,
     OrderStatus,
     PlaceOrder,
+    decode_command,
+    encode_command,
     may_advance,
     order_id_for,
     parse_order_request,
+    parse_status_request,
 )
+from models.responses import ORDER_ACCEPTED, ORDER_BODY, STATUS_ACCEPTED
 from streams.order_store import OrderStore
 
 logger = logging.getLogger(__name__)
+
+# A position in an order's feed ("<version>-0"): ASCII digits only, and few enough that Redis takes them.
+_POSITION = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 
 # Shows a just-accepted command as pending until the worker's decision lands (never overwrites it).
 _PENDING = r"""
@@ -46,11 +55,29 @@ async def place_order(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     customer = authenticate(request, settings.jwt_secret, Role.CUSTOMER)
     await app[RATE_LIMITER].check("orders", customer.subject, settings.order_rate_per_second)
-    try:
-        order = parse_order_request(await read_json(request), settings.city_codes)
-    except InvalidEvent as exc:
-        raise Unprocessable(exc.message, field=exc.field, code=exc.code) from None
+    order = await read_input(request, lambda body: parse_order_request(body, settings.city_codes))
+    city = settings.city(order.city)
+    assert city is not None  # parse_order_request accepted only served cities
     order_id = order_id_for(customer.subject, order.idempotency_key)
+    now = utc_now()
+    command = PlaceOrder(
+        order_id,
+        customer.subject,
+        order.city,
+        order.restaurant_id,
+        order.lines,
+        order.idempotency_key,
+        now,
+        request_id_of(request),
+    )
+    # Built and checked before anything is claimed or published: the command as the worker will read it,
+    # the order as the customer will read it, and the answer.
+    try:
+        decode_command(encode_command(command))
+    except InvalidEvent as exc:
+        raise as_unprocessable(exc) from None
+    pending = orjson.dumps(ORDER_BODY.validate_python(_pending_document(order_id, order, now, city.currency)))
+    accepted = _accepted(order_id, OrderStatus.PENDING)
     redis = app[REDIS]
     claim_key = idempotency_key(settings.namespace, customer.subject, order.idempotency_key)
     claimed = await redis.set(claim_key, f"{order.fingerprint()} {order_id}", nx=True, ex=IDEMPOTENCY_TTL_S)
@@ -65,17 +92,6 @@ async def place_order(request: web.Request) -> web.Response:
         status = await redis.hget(order_keys(settings.namespace, order_id).order, "status")
         if status is not None and as_text(status) != OrderStatus.PENDING:
             return _accepted(order_id, as_text(status))  # decided long ago: nothing to send again
-    now = utc_now()
-    command = PlaceOrder(
-        order_id,
-        customer.subject,
-        order.city,
-        order.restaurant_id,
-        order.lines,
-        order.idempotency_key,
-        now,
-        request_id_of(request),
-    )
     try:
         await app[PUBLISHER].publish_order(command)
     except Exception as exc:
@@ -85,26 +101,34 @@ async def place_order(request: web.Request) -> web.Response:
         raise NotReady(
             "the order log did not acknowledge the order; retry with the same key", code="publish_failed"
         ) from None
-    city = settings.city(order.city)
-    assert city is not None  # parse_order_request accepted only known cities
-    pending = _pending_document(order_id, order, now, city.currency)
-    await redis.eval(
-        _PENDING,
-        1,
-        order_keys(settings.namespace, order_id).order,
-        orjson.dumps(pending),
-        customer.subject,
-        order.restaurant_id,
-        order.city,
-        ORDER_TTL_S,
-    )
-    return _accepted(order_id, OrderStatus.PENDING)
+    await _show_pending(request, order_id, order, pending, customer.subject)
+    return accepted
+
+
+async def _show_pending(
+    request: web.Request, order_id: str, order: OrderRequest, pending: bytes, customer: str
+) -> None:
+    """Best effort: Kafka has the order, so the answer is 202 whatever happens here (until the worker's
+    decision lands, a reader finds the order in neither place and retries)."""
+    try:
+        await request.app[REDIS].eval(
+            _PENDING,
+            1,
+            order_keys(request.app[SETTINGS].namespace, order_id).order,
+            pending,
+            customer,
+            order.restaurant_id,
+            order.city,
+            ORDER_TTL_S,
+        )
+    except Exception as exc:
+        AFTER_PUBLISH_FAILURES.labels("order_pending").inc()
+        logger.warning("showing order %s as pending failed: %r", order_id, exc, extra={"order_id": order_id})
 
 
 def _accepted(order_id: str, status: str) -> web.Response:
-    return web.Response(
-        status=202, body=orjson.dumps({"order_id": order_id, "status": status}), content_type="application/json"
-    )
+    body = ORDER_ACCEPTED.validate_python({"order_id": order_id, "status": status})
+    return web.Response(status=202, body=orjson.dumps(body), content_type="application/json")
 
 
 def _pending_document(order_id: str, order: OrderRequest, now: str, currency: str) -> dict[str, Any]:
@@ -126,6 +150,8 @@ async def _visible_order(request: web.Request, principal: Principal) -> dict[str
     """The order's Redis fields if this principal may see it; 404 otherwise (never 403: ids are not leaked)."""
     app = request.app
     order_id = request.match_info["order_id"]
+    if not valid_id(order_id):  # never a key or a query built from what the id pattern refuses
+        raise NotFound("no such order", code="unknown_order")
     raw = cast(dict[bytes, bytes], await app[REDIS].hgetall(order_keys(app[SETTINGS].namespace, order_id).order))
     fields = {k.decode(): v.decode() for k, v in raw.items()}
     if not fields:
@@ -140,11 +166,11 @@ async def _visible_order(request: web.Request, principal: Principal) -> dict[str
             }
     allowed = fields and (
         principal.role is Role.ADMIN
-        or (principal.role is Role.CUSTOMER and fields["customer"] == principal.subject)
-        or (principal.role is Role.RESTAURANT and fields["restaurant_id"] == principal.subject)
+        or (principal.role is Role.CUSTOMER and fields.get("customer") == principal.subject)
+        or (principal.role is Role.RESTAURANT and fields.get("restaurant_id") == principal.subject)
     )
     if not allowed:
-        raise NotFound(f"no order {order_id!r}", code="unknown_order")
+        raise NotFound("no such order", code="unknown_order")
     return fields
 
 
@@ -162,7 +188,7 @@ async def order_stream(request: web.Request) -> web.StreamResponse:
     keys = order_keys(app[SETTINGS].namespace, order_id)
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0-0"
     async with app[ORDER_FEEDS].subscribe(order_id) as subscriber:
-        start = f"({last_event_id}" if valid_entry_id(last_event_id) else "-"  # a malformed id: everything
+        start = f"({last_event_id}" if _POSITION.fullmatch(last_event_id) else "-"  # a malformed id: everything
         raw = cast(list[Any], await app[REDIS].xrange(keys.feed, min=start, max="+"))
         history = [to_entry(entry_id, fields) for entry_id, fields in raw]
         return await stream_to_client(request, subscriber, history, kind="order")
@@ -171,11 +197,7 @@ async def order_stream(request: web.Request) -> web.StreamResponse:
 async def advance_order(request: web.Request) -> web.Response:
     app = request.app
     principal = authenticate(request, app[SETTINGS].jwt_secret, Role.ADMIN, Role.RESTAURANT)
-    body = await read_json(request)
-    requested = body.get("status") if isinstance(body, dict) else None
-    if not isinstance(body, dict) or set(body) != {"status"} or requested not in {s.value for s in ADVANCEABLE}:
-        allowed = ", ".join(sorted(s.value for s in ADVANCEABLE))
-        raise Unprocessable(f'send {{"status": ...}} with one of: {allowed}', field="status")
+    requested = await read_input(request, parse_status_request)
     fields = await _visible_order(request, principal)
     if not may_advance(fields["status"], requested):
         raise Conflict(
@@ -185,16 +207,19 @@ async def advance_order(request: web.Request) -> web.Response:
         uuid.uuid4().hex,
         request.match_info["order_id"],
         fields["city"],
-        OrderStatus(requested),
+        requested,
         f"{principal.role.value}:{principal.subject}",
         utc_now(),
+    )
+    try:
+        decode_command(encode_command(command))
+    except InvalidEvent as exc:
+        raise as_unprocessable(exc) from None
+    body = STATUS_ACCEPTED.validate_python(
+        {"order_id": command.order_id, "status": requested, "command_id": command.command_id}
     )
     try:
         await app[PUBLISHER].publish_order(command)
     except Exception:
         raise NotReady("the order log did not acknowledge the change; retry", code="publish_failed") from None
-    return web.Response(
-        status=202,
-        content_type="application/json",
-        body=orjson.dumps({"order_id": command.order_id, "status": requested, "command_id": command.command_id}),
-    )
+    return web.Response(status=202, content_type="application/json", body=orjson.dumps(body))

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from api.sse import encode_frame
+from api.sse import encode_frame, parse_last_event_id
 from feastflow.redis_keys import CityKeys, city_keys
 
 NO_CURSOR = "0-0"
@@ -39,8 +39,7 @@ def stream_order(entry_id: str) -> tuple[int, int]:
 
 
 def valid_entry_id(entry_id: str) -> bool:
-    high, sep, low = entry_id.partition("-")
-    return high.isdigit() and (not sep or low.isdigit()) and len(entry_id) < 40
+    return parse_last_event_id(entry_id) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ to every client (api.feed). Connection set-up, headers, heartbeats and stop_stre
 
 import asyncio
 import contextlib
+import re
 
 from aiohttp_sse import EventSourceResponse
 
@@ -24,3 +25,20 @@ def encode_frame(event_id: str, event_type: str, data: str) -> bytes:
     if "\n" in data or "\r" in data or "\n" in event_id or "\n" in event_type:
         raise ValueError("frame fields must be single lines (JSON from orjson always is)")
     return f"id: {event_id}\nevent: {event_type}\ndata: {data}\n\n".encode()
+
+
+# A Redis stream id: milliseconds and a sequence, each an unsigned 64-bit number. The very last id is refused
+# too: an exclusive range starting after it ("(" + id) is an error in Redis.
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_ID_PART_MAX = 2**64 - 2
+
+
+def parse_last_event_id(value: str) -> tuple[int, int] | None:
+    """The (milliseconds, sequence) of an event id in the feed's form (ASCII digits only), or None."""
+    match = _EVENT_ID.fullmatch(value)
+    if match is None:
+        return None
+    high, low = int(match[1]), int(match[2] or 0)
+    if high > _ID_PART_MAX or low > _ID_PART_MAX:
+        return None
+    return high, low

@@ -10,6 +10,7 @@ from api.feed import Subscriber
 from api.keys import SETTINGS, STREAMS
 from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_SLOW_CLIENTS
 from api.readmodel import FeedEntry
+from api.server import client_gone
 from api.sse import SEPARATOR, tell_to_reconnect
 
 
@@ -28,7 +29,7 @@ async def stream_to_client(
                 SSE_EVENTS_SENT.labels(kind=kind).inc(len(initial))
             if request.transport is not None:
                 subscriber.go_live(request.transport, stream.chunked)
-                await _until_closed_or_cut_loose(stream, subscriber)
+                await _until_closed_or_cut_loose(stream, subscriber, client_gone(request))
                 if subscriber.overflowed:
                     SSE_SLOW_CLIENTS.labels(kind=kind).inc()
                     await tell_to_reconnect(stream)
@@ -40,9 +41,12 @@ async def stream_to_client(
     return stream
 
 
-async def _until_closed_or_cut_loose(stream: EventSourceResponse, subscriber: Subscriber) -> None:
-    closed = asyncio.ensure_future(stream.wait())
-    cut_loose = asyncio.ensure_future(subscriber.done.wait())
-    await asyncio.wait({closed, cut_loose}, return_when=asyncio.FIRST_COMPLETED)
-    closed.cancel()
-    cut_loose.cancel()
+async def _until_closed_or_cut_loose(stream: EventSourceResponse, subscriber: Subscriber, gone: asyncio.Event) -> None:
+    waits = {
+        asyncio.ensure_future(stream.wait()),  # ends when a heartbeat cannot be written, or on stop_streaming()
+        asyncio.ensure_future(subscriber.done.wait()),
+        asyncio.ensure_future(gone.wait()),
+    }
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()

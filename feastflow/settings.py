@@ -66,6 +66,15 @@ class Settings:
     shadow_expect: str = ""
     track_file: str = ""
     stuck_after_s: float = 60.0  # a worker on one record this long stops being live (/feastflow/live/)
+    # Pod limits (api.limits, api.server); the client is found through `trusted_proxies`. Per-client limits
+    # skip `limits_exempt` (loopback: the local tools, as at the gateway).
+    limits_exempt: str = "127.0.0.0/8,::1/128"
+    sse_streams_per_client: int = 20
+    sse_max_clients: int = 5000
+    read_rate_per_second: float = 20.0
+    read_burst: int = 40
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -109,6 +118,13 @@ class Settings:
             shadow_expect=_env("SHADOW_EXPECT", ""),
             track_file=_env("TRACK_FILE", ""),
             stuck_after_s=float(_env("STUCK_AFTER_S", "60")),
+            limits_exempt=_env("LIMITS_EXEMPT", "127.0.0.0/8,::1/128"),
+            sse_streams_per_client=int(_env("SSE_STREAMS_PER_CLIENT", "20")),
+            sse_max_clients=int(_env("SSE_MAX_CLIENTS", "5000")),
+            read_rate_per_second=float(_env("READ_RATE", "20")),
+            read_burst=int(_env("READ_BURST", "40")),
+            header_timeout_s=float(_env("HEADER_TIMEOUT_S", "10")),
+            body_timeout_s=float(_env("BODY_TIMEOUT_S", "10")),
         )
 
     def worker_data_dir(self, group: str, worker_name: str | None = None) -> Path:

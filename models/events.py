@@ -1,24 +1,49 @@
-"""Catalog events: the versioned envelope that travels on Kafka, and the rules every field obeys.
+"""Catalog events: the versioned envelope that travels on Kafka, and the declaration of every admin event.
 
-Admin input is read strictly (unknown fields are refused so a typo never passes silently); events read
-back from Kafka are read tolerantly (unknown fields ignored, missing optional ones defaulted), so two
-versions of a service can run side by side during a rollout.
+Each payload below is declared once, with the field rules of models.fields; pydantic derives from the
+declarations the validation of admin input (strict: unknown fields refused), the validation of records
+read back from Kafka (tolerant: unknown fields ignored, missing optional ones defaulted, every other rule
+the same) and the JSON Schema of /v1/openapi.json.
 """
 
-import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
+from pydantic import ConfigDict, Field, Strict, TypeAdapter
 
 from models.errors import InvalidEvent
+from models.fields import (
+    MAX_PRICE_CENTS as MAX_PRICE_CENTS,
+)
+from models.fields import (
+    Absent,
+    Actor,
+    Category,
+    CityCode,
+    Description,
+    Flag,
+    Id,
+    Multiplier,
+    Name,
+    PriceCents,
+    RecordTimestamp,
+    RequestId,
+    RuleName,
+    Timestamp,
+    Version,
+)
+from models.fields import (
+    format_timestamp as format_timestamp,
+)
+from models.validation import field_path, validated
 
 SCHEMA_VERSION = 1
 MAX_EVENTS_PER_BATCH = 1000
+DECLARED = ConfigDict(extra="forbid")  # as published; records read back from Kafka pass extra="ignore"
 
 
 class EventType(StrEnum):
@@ -45,10 +70,6 @@ ADMIN_EVENT_TYPES = frozenset(
     }
 )
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MAX_PRICE_CENTS = 100_000_000
-MIN_MULTIPLIER_BP, MAX_MULTIPLIER_BP = 1_000, 100_000  # 0.1x .. 10x
-
 
 @dataclass(frozen=True, slots=True)
 class PricingRule:
@@ -73,63 +94,8 @@ class PricingRule:
         }
 
 
-# ---- field readers: each returns the clean value or raises InvalidEvent naming the field ----
-
-
-def read_id(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidEvent(
-            "must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit",
-            field=path,
-        )
-    return value
-
-
-def _text(max_len: int, *, allow_empty: bool) -> Callable[[Any, str], str]:
-    def read(value: Any, path: str) -> str:
-        if not isinstance(value, str):
-            raise InvalidEvent("must be a string", field=path)
-        stripped = value.strip()
-        if not stripped and not allow_empty:
-            raise InvalidEvent("must not be empty", field=path)
-        if len(stripped) > max_len:
-            raise InvalidEvent(f"must be at most {max_len} characters", field=path)
-        return stripped
-
-    return read
-
-
-def _read_bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidEvent("must be true or false", field=path)
-    return value
-
-
-def _read_price(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent("must be an integer number of minor units", field=path)
-    if value < 0:
-        raise InvalidEvent("must not be negative", field=path)
-    if value > MAX_PRICE_CENTS:
-        raise InvalidEvent(f"must be at most {MAX_PRICE_CENTS}", field=path)
-    return value
-
-
-def read_timestamp(value: Any, path: str) -> str:
-    """RFC 3339 in, normalised UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` out, so strings compare as times."""
-    if not isinstance(value, str):
-        raise InvalidEvent("must be an RFC 3339 timestamp", field=path)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidEvent("must be an RFC 3339 timestamp", field=path) from None
-    if parsed.tzinfo is None:
-        raise InvalidEvent("must carry a time zone (e.g. a trailing Z)", field=path)
-    return format_timestamp(parsed)
-
-
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def utc_now() -> str:
+    return format_timestamp(datetime.now(UTC))
 
 
 def parse_timestamp(value: str) -> float:
@@ -137,74 +103,50 @@ def parse_timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def utc_now() -> str:
-    return format_timestamp(datetime.now(UTC))
-
-
-def _read_rule(value: Any, path: str) -> PricingRule | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise InvalidEvent('must be an object like {"multiplier": 1.2} or null', field=path)
-    multiplier = value.get("multiplier")
-    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
-        raise InvalidEvent("must be a number", field=f"{path}.multiplier")
-    multiplier_bp = round(multiplier * 10_000)
-    if not MIN_MULTIPLIER_BP <= multiplier_bp <= MAX_MULTIPLIER_BP:
-        raise InvalidEvent("must be between 0.1 and 10", field=f"{path}.multiplier")
-    effective_at = _optional(value, "effective_at", read_timestamp, path)
-    until = _optional(value, "until", read_timestamp, path)
-    if effective_at is not None and until is not None and until <= effective_at:
-        raise InvalidEvent("must be later than effective_at", field=f"{path}.until")
-    name = _optional(value, "name", _text(100, allow_empty=True), path) or ""
-    return PricingRule(multiplier_bp, effective_at, until, name)
-
-
-def _optional(source: Mapping[str, Any], key: str, reader: Callable[[Any, str], Any], path: str) -> Any:
-    if source.get(key) is None:
-        return None
-    return reader(source[key], f"{path}.{key}")
-
-
-# ---- payloads: one frozen record per event type ----
+# ---- payloads: one frozen record per event type, its fields declared with their rules ----
 
 
 @dataclass(frozen=True, slots=True)
 class RestaurantUpserted:
-    restaurant_id: str
-    name: str
-    open: bool = True
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    restaurant_id: Id
+    name: Name
+    open: Flag = True
 
 
 @dataclass(frozen=True, slots=True)
 class ItemUpserted:
-    restaurant_id: str
-    item_id: str
-    name: str
-    description: str | None = None
-    category: str | None = None
-    available: bool | None = None
-    price_cents: int | None = None
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    restaurant_id: Id
+    item_id: Id
+    name: Name
+    description: Description | None = None
+    category: Category | None = None
+    available: Flag | None = None
+    price_cents: PriceCents | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ItemRemoved:
-    restaurant_id: str
-    item_id: str
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    restaurant_id: Id
+    item_id: Id
 
 
 @dataclass(frozen=True, slots=True)
 class ItemAvailabilitySet:
-    restaurant_id: str
-    item_id: str
-    available: bool
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    restaurant_id: Id
+    item_id: Id
+    available: Flag
 
 
 @dataclass(frozen=True, slots=True)
 class PriceSet:
-    restaurant_id: str
-    item_id: str
-    price_cents: int
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    restaurant_id: Id
+    item_id: Id
+    price_cents: PriceCents
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,15 +158,21 @@ class PricingRuleSet:
 class PricingRuleTick:
     """The clock reached a rule's effective_at or until: re-price the city."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+
 
 @dataclass(frozen=True, slots=True)
 class PricingReprice:
     """A new pricing algorithm was promoted: compute every item's effective price again, with it."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+
 
 @dataclass(frozen=True, slots=True)
 class ProjectionRebuild:
     """Rewrite the city's read model in Redis from the tables (after Redis lost data, or on request)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
 
 
 Payload = (
@@ -239,64 +187,56 @@ Payload = (
     | ProjectionRebuild
 )
 
-_READERS: dict[str, Callable[[Any, str], Any]] = {
-    "restaurant_id": read_id,
-    "item_id": read_id,
-    "name": _text(200, allow_empty=False),
-    "description": _text(2000, allow_empty=True),
-    "category": _text(64, allow_empty=True),
-    "open": _read_bool,
-    "available": _read_bool,
-    "price_cents": _read_price,
-    "rule": _read_rule,
-}
 
-PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A pricing rule as admins and the log write it: the multiplier as a number (1.25), not basis points."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    multiplier: Multiplier
+    effective_at: Timestamp | None = None
+    until: Timestamp | None = None
+    name: RuleName = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PricingRuleSetSpec:
+    """pricing.rule_set as written: `rule` is required, and null clears the city's rule."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    rule: RuleSpec | None
+
+
+def _rule_payload(spec: PricingRuleSetSpec, path: str) -> PricingRuleSet:
+    rule = spec.rule
+    if rule is None:
+        return PricingRuleSet(None)
+    if rule.effective_at is not None and rule.until is not None and rule.until <= rule.effective_at:
+        raise InvalidEvent("must be later than effective_at", field=field_path(path, "rule", "until"))
+    return PricingRuleSet(PricingRule(round(rule.multiplier * 10_000), rule.effective_at, rule.until, rule.name))
+
+
+# What each type's data looks like on the wire (only pricing.rule_set differs from its payload).
+WIRE_TYPES: dict[EventType, type] = {
     EventType.RESTAURANT_UPSERTED: RestaurantUpserted,
     EventType.ITEM_UPSERTED: ItemUpserted,
     EventType.ITEM_REMOVED: ItemRemoved,
     EventType.ITEM_AVAILABILITY_SET: ItemAvailabilitySet,
     EventType.PRICE_SET: PriceSet,
-    EventType.PRICING_RULE_SET: PricingRuleSet,
+    EventType.PRICING_RULE_SET: PricingRuleSetSpec,
     EventType.PRICING_RULE_TICK: PricingRuleTick,
     EventType.PRICING_REPRICE: PricingReprice,
     EventType.PROJECTION_REBUILD: ProjectionRebuild,
 }
-
-RULE_FIELDS = frozenset({"multiplier", "effective_at", "until", "name"})
-ENVELOPE_INPUT_FIELDS = frozenset({"type", "city", "expected_version"})
+_WIRE: dict[EventType, TypeAdapter[Any]] = {kind: TypeAdapter(wire) for kind, wire in WIRE_TYPES.items()}
 
 
-def _payload_from(kind: EventType, source: Mapping[str, Any], path: str, *, strict: bool) -> Payload:
-    payload_type = PAYLOAD_TYPES[kind]
-    names = [f.name for f in fields(payload_type)]
-    if strict:
-        unknown = sorted(set(source) - set(names) - ENVELOPE_INPUT_FIELDS)
-        if unknown:
-            raise InvalidEvent(f"unknown field for {kind.value}", field=_join(path, unknown[0]))
-        rule = source.get("rule")
-        if isinstance(rule, Mapping):
-            unknown = sorted(set(rule) - RULE_FIELDS)
-            if unknown:
-                raise InvalidEvent("unknown field of a pricing rule", field=_join(path, f"rule.{unknown[0]}"))
-    values: dict[str, Any] = {}
-    for spec in fields(payload_type):
-        value = source.get(spec.name)
-        required = spec.default is MISSING and spec.default_factory is MISSING
-        if value is None:
-            if required and payload_type is not PricingRuleSet:
-                raise InvalidEvent("is required", field=_join(path, spec.name))
-            continue
-        values[spec.name] = _READERS[spec.name](value, _join(path, spec.name))
-    if payload_type is PricingRuleSet:
-        if "rule" not in source:
-            raise InvalidEvent("is required (null clears the rule)", field=_join(path, "rule"))
-        values.setdefault("rule", None)
-    return payload_type(**values)
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+def payload_from_wire(kind: EventType, wire: Any, path: str) -> Payload:
+    if isinstance(wire, PricingRuleSetSpec):
+        return _rule_payload(wire, path)
+    payload_type = WIRE_TYPES[kind]
+    payload: Payload = payload_type(**{f.name: getattr(wire, f.name) for f in fields(payload_type)})
+    return payload
 
 
 # ---- the envelope ----
@@ -346,13 +286,31 @@ class EventBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class AdminEventInput:
-    """An admin's event after validation, before it gets an id, a time and an actor."""
+class EventRecord:
+    """One event as it travels in a batch record; everything but `type` is defaulted when absent."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
     type: EventType
-    city: str
-    payload: Payload
-    expected_version: int | None
+    event_id: Absent[Id] = None
+    city: CityCode | None = None
+    occurred_at: RecordTimestamp = ""
+    actor: Absent[Actor] = None
+    expected_version: Version | None = None
+    request_id: RequestId | None = None
+    schema_version: Annotated[int, Strict(), Field(ge=1, le=1_000)] = SCHEMA_VERSION
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    city: CityCode
+    events: Annotated[list[Any], Field(min_length=1)]
+    batch_id: Absent[Id] = None
+
+
+_EVENT_RECORD = TypeAdapter(EventRecord)
+_BATCH_RECORD = TypeAdapter(BatchRecord)
 
 
 SystemPayload = PricingRuleTick | PricingReprice | ProjectionRebuild
@@ -370,64 +328,34 @@ def system_batch(city: str, payload: SystemPayload, actor: str, now: str) -> Eve
     return EventBatch(city=city, events=(event,), batch_id=event.event_id)
 
 
-def parse_admin_event(source: Any, path: str, known_cities: Sequence[str]) -> AdminEventInput:
-    if not isinstance(source, Mapping):
-        raise InvalidEvent("each event must be a JSON object", field=path or None)
-    raw_type = source.get("type")
-    try:
-        kind = EventType(str(raw_type))
-    except ValueError:
-        kind = None
-    if kind is None or kind not in ADMIN_EVENT_TYPES:
-        allowed = ", ".join(sorted(t.value for t in ADMIN_EVENT_TYPES))
-        raise InvalidEvent(f"unknown event type; one of: {allowed}", field=_join(path, "type"), code="unknown_type")
-    city = source.get("city")
-    if not isinstance(city, str) or city not in known_cities:
-        raise InvalidEvent("unknown city", field=_join(path, "city"), code="unknown_city")
-    expected = source.get("expected_version")
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
-        raise InvalidEvent("must be a non-negative integer", field=_join(path, "expected_version"))
-    payload = _payload_from(kind, source, path, strict=True)
-    return AdminEventInput(kind, city, payload, expected)
-
-
 def decode_batch(raw: bytes) -> EventBatch:
-    """Read a Kafka record tolerantly; raise InvalidEvent when it cannot be understood at all."""
+    """Read a Kafka record tolerantly; raise InvalidEvent when it cannot be understood or breaks a field rule
+    (the worker then dead-letters it)."""
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise InvalidEvent("not an event batch: no 'events' list")
-    city = document.get("city")
-    if not isinstance(city, str):
-        raise InvalidEvent("event batch without a city")
-    events = tuple(_decode_event(item, city, f"events[{i}]") for i, item in enumerate(document["events"]))
-    if not events:
-        raise InvalidEvent("empty event batch")
-    return EventBatch(city=city, events=events, batch_id=str(document.get("batch_id") or ""))
+    batch = validated(_BATCH_RECORD, document, tolerant=True)
+    events = tuple(_decode_event(item, batch.city, f"events[{i}]") for i, item in enumerate(batch.events))
+    return EventBatch(city=batch.city, events=events, batch_id=batch.batch_id or "")
 
 
 def _decode_event(item: Any, city: str, path: str) -> Event:
-    if not isinstance(item, dict):
-        raise InvalidEvent("event is not an object", field=path)
-    try:
-        kind = EventType(str(item.get("type")))
-    except ValueError:
-        raise InvalidEvent(f"unknown event type {item.get('type')!r}", field=_join(path, "type")) from None
-    if item.get("city", city) != city:
-        raise InvalidEvent("event city differs from its batch", field=_join(path, "city"))
-    data = item.get("data")
-    payload = _payload_from(kind, data if isinstance(data, dict) else {}, _join(path, "data"), strict=False)
-    expected = item.get("expected_version")
+    record = validated(_EVENT_RECORD, item, (path,), tolerant=True)
+    if record.city not in (None, city):
+        raise InvalidEvent("event city differs from its batch", field=field_path(path, "city"))
+    data_path = field_path(path, "data")
+    wire = validated(_WIRE[record.type], record.data, (data_path,), tolerant=True)
     return Event(
-        event_id=str(item.get("event_id") or ""),
-        type=kind,
+        event_id=record.event_id or "",
+        type=record.type,
         city=city,
-        occurred_at=str(item.get("occurred_at") or ""),
-        actor=str(item.get("actor") or ""),
-        payload=payload,
-        expected_version=expected if isinstance(expected, int) and not isinstance(expected, bool) else None,
-        request_id=item.get("request_id") if isinstance(item.get("request_id"), str) else None,
-        schema_version=int(item.get("schema_version") or SCHEMA_VERSION),
+        occurred_at=record.occurred_at,
+        actor=record.actor or "",
+        payload=payload_from_wire(record.type, wire, data_path),
+        expected_version=record.expected_version,
+        request_id=record.request_id,
+        schema_version=record.schema_version,
     )

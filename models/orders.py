@@ -3,21 +3,36 @@
 Pure: the order agent persists what these functions decide.
 """
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from models.catalog import CatalogView
 from models.errors import InvalidEvent
-from models.events import read_id
+from models.events import DECLARED
+from models.fields import (
+    MAX_QUANTITY as MAX_QUANTITY,
+)
+from models.fields import (
+    Actor,
+    CityCode,
+    Id,
+    IdempotencyKey,
+    PriceCents,
+    Quantity,
+    RequestId,
+    Timestamp,
+)
+from models.validation import validated
 
 MAX_LINES = 50
-MAX_QUANTITY = 99
 _ORDER_IDS = uuid.UUID("6f1c1f0e-0b7e-4c52-9d1f-6b1f0f5e4c2a")
 
 
@@ -37,9 +52,9 @@ NEXT_STATUSES: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PREPARING: frozenset({OrderStatus.OUT_FOR_DELIVERY, OrderStatus.CANCELLED}),
     OrderStatus.OUT_FOR_DELIVERY: frozenset({OrderStatus.DELIVERED}),
 }
-ADVANCEABLE = frozenset(
-    {OrderStatus.PREPARING, OrderStatus.OUT_FOR_DELIVERY, OrderStatus.DELIVERED, OrderStatus.CANCELLED}
-)
+# What a restaurant or an admin may move an order to (the lifecycle above decides from which status).
+AdvanceableStatus = Literal["preparing", "out_for_delivery", "delivered", "cancelled"]
+ADVANCEABLE = frozenset(OrderStatus(status) for status in get_args(AdvanceableStatus))
 
 
 def may_advance(current: str, requested: str) -> bool:
@@ -51,22 +66,29 @@ def may_advance(current: str, requested: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class OrderLine:
-    item_id: str
-    quantity: int
-    price_cents: int
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    item_id: Id
+    quantity: Quantity
+    # The price the customer was shown: the order is refused if the item's price is not this any more.
+    price_cents: PriceCents
 
     def as_json(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "quantity": self.quantity, "price_cents": self.price_cents}
 
 
+Lines = Annotated[tuple[OrderLine, ...], Field(min_length=1, max_length=MAX_LINES)]
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A customer's order as validated by the API, before it has an id."""
+    """A customer's order as the API accepts it, before it has an id."""
 
-    idempotency_key: str
-    city: str
-    restaurant_id: str
-    lines: tuple[OrderLine, ...]
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    # Retrying with the same key returns the same order; the same key with another body is a 409.
+    idempotency_key: IdempotencyKey
+    city: CityCode
+    restaurant_id: Id
+    lines: Lines
 
     def fingerprint(self) -> str:
         """Same key, same body: the same order. The fingerprint is how 'same body' is told."""
@@ -82,49 +104,36 @@ def order_id_for(customer: str, idempotency_key: str) -> str:
     return uuid.uuid5(_ORDER_IDS, f"{customer}\x00{idempotency_key}").hex
 
 
-_ORDER_FIELDS = frozenset({"idempotency_key", "city", "restaurant_id", "lines"})
-_LINE_FIELDS = frozenset({"item_id", "quantity", "price_cents"})
+_ORDER_REQUEST = TypeAdapter(OrderRequest)
 
 
 def parse_order_request(body: Any, known_cities: Sequence[str]) -> OrderRequest:
     if not isinstance(body, Mapping):
         raise InvalidEvent("the order must be a JSON object")
-    unknown = sorted(set(body) - _ORDER_FIELDS)
-    if unknown:
-        raise InvalidEvent("unknown field", field=unknown[0])
-    key = body.get("idempotency_key")
-    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not key.isprintable():
-        raise InvalidEvent("must be 1-128 printable characters", field="idempotency_key")
-    city = body.get("city")
-    if not isinstance(city, str) or city not in known_cities:
-        raise InvalidEvent("unknown city", field="city", code="unknown_city")
-    restaurant_id = read_id(body.get("restaurant_id"), "restaurant_id")
-    raw_lines = body.get("lines")
-    if not isinstance(raw_lines, list) or not 1 <= len(raw_lines) <= MAX_LINES:
-        raise InvalidEvent(f"must be a list of 1 to {MAX_LINES} lines", field="lines")
-    lines = tuple(_parse_line(line, f"lines[{i}]") for i, line in enumerate(raw_lines))
+    order = validated(_ORDER_REQUEST, body, cities=known_cities)
     seen: set[str] = set()
-    for i, line in enumerate(lines):
+    for i, line in enumerate(order.lines):
         if line.item_id in seen:
             raise InvalidEvent("the same item appears twice; use quantity", field=f"lines[{i}].item_id")
         seen.add(line.item_id)
-    return OrderRequest(key, city, restaurant_id, lines)
+    return order
 
 
-def _parse_line(source: Any, path: str) -> OrderLine:
-    if not isinstance(source, Mapping):
-        raise InvalidEvent("each line must be an object", field=path)
-    unknown = sorted(set(source) - _LINE_FIELDS)
-    if unknown:
-        raise InvalidEvent("unknown field", field=f"{path}.{unknown[0]}")
-    item_id = read_id(source.get("item_id"), f"{path}.item_id")
-    quantity = source.get("quantity")
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        raise InvalidEvent(f"must be a whole number from 1 to {MAX_QUANTITY}", field=f"{path}.quantity")
-    price = source.get("price_cents")
-    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-        raise InvalidEvent("must be the non-negative price you were shown, in minor units", field=f"{path}.price_cents")
-    return OrderLine(item_id, quantity, price)
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """A restaurant or an admin moving an order on."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    status: AdvanceableStatus
+
+
+_STATUS_REQUEST = TypeAdapter(StatusRequest)
+
+
+def parse_status_request(body: Any) -> OrderStatus:
+    if not isinstance(body, Mapping):
+        raise InvalidEvent('send {"status": ...}', field="status")
+    return OrderStatus(validated(_STATUS_REQUEST, body).status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,83 +178,50 @@ def price_order(view: CatalogView, restaurant_id: str, lines: Sequence[OrderLine
 
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
-    order_id: str
-    customer: str
-    city: str
-    restaurant_id: str
-    lines: tuple[OrderLine, ...]
-    idempotency_key: str
-    placed_at: str
-    request_id: str | None = None
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    order_id: Id
+    customer: Actor
+    city: CityCode
+    restaurant_id: Id
+    lines: Lines
+    idempotency_key: IdempotencyKey
+    placed_at: Timestamp
+    request_id: RequestId | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AdvanceOrder:
-    command_id: str
-    order_id: str
-    city: str
+    __pydantic_config__: ClassVar[ConfigDict] = DECLARED
+    command_id: Id
+    order_id: Id
+    city: CityCode
     status: OrderStatus
-    actor: str
-    at: str
+    actor: Actor
+    at: Timestamp
 
 
 OrderCommand = PlaceOrder | AdvanceOrder
+_COMMANDS: dict[str, tuple[type[OrderCommand], TypeAdapter[Any]]] = {
+    "order.place": (PlaceOrder, TypeAdapter(PlaceOrder)),
+    "order.advance": (AdvanceOrder, TypeAdapter(AdvanceOrder)),
+}
+_COMMAND_TYPES = {kind: name for name, (kind, _) in _COMMANDS.items()}
 
 
 def encode_command(command: OrderCommand) -> bytes:
-    if isinstance(command, PlaceOrder):
-        body: dict[str, Any] = {
-            "type": "order.place",
-            "schema_version": 1,
-            "order_id": command.order_id,
-            "customer": command.customer,
-            "city": command.city,
-            "restaurant_id": command.restaurant_id,
-            "lines": [line.as_json() for line in command.lines],
-            "idempotency_key": command.idempotency_key,
-            "placed_at": command.placed_at,
-            "request_id": command.request_id,
-        }
-    else:
-        body = {
-            "type": "order.advance",
-            "schema_version": 1,
-            "command_id": command.command_id,
-            "order_id": command.order_id,
-            "city": command.city,
-            "status": command.status.value,
-            "actor": command.actor,
-            "at": command.at,
-        }
+    body = {"type": _COMMAND_TYPES[type(command)], "schema_version": 1, **dataclasses.asdict(command)}
     return orjson.dumps(body)
 
 
 def decode_command(raw: bytes) -> OrderCommand:
-    """Tolerant: unknown fields are ignored; anything unusable raises InvalidEvent (then dead-lettered)."""
+    """Tolerant: unknown fields are ignored; anything unusable or breaking a field rule raises InvalidEvent
+    (then dead-lettered)."""
     try:
         body = orjson.loads(raw)
-        if body["type"] == "order.place":
-            return PlaceOrder(
-                order_id=str(body["order_id"]),
-                customer=str(body["customer"]),
-                city=str(body["city"]),
-                restaurant_id=str(body["restaurant_id"]),
-                lines=tuple(
-                    OrderLine(str(x["item_id"]), int(x["quantity"]), int(x["price_cents"])) for x in body["lines"]
-                ),
-                idempotency_key=str(body["idempotency_key"]),
-                placed_at=str(body["placed_at"]),
-                request_id=body.get("request_id"),
-            )
-        if body["type"] == "order.advance":
-            return AdvanceOrder(
-                command_id=str(body["command_id"]),
-                order_id=str(body["order_id"]),
-                city=str(body["city"]),
-                status=OrderStatus(body["status"]),
-                actor=str(body["actor"]),
-                at=str(body["at"]),
-            )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidEvent(f"not an order command: {exc!r}") from None
-    raise InvalidEvent(f"unknown order command type {body.get('type')!r}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not an order command: {exc}") from None
+    kind = body.get("type") if isinstance(body, dict) else None
+    if not isinstance(kind, str) or kind not in _COMMANDS:
+        raise InvalidEvent(f"unknown order command type {kind!r}", field="type")
+    command: OrderCommand = validated(_COMMANDS[kind][1], body, tolerant=True)
+    return command

@@ -106,7 +106,7 @@ def test_worker_probes_hit_the_pages_that_mean_alive_and_ready(env: Rendered, wo
     for worker in env.workers():
         (container,) = containers(worker)
         settings = settings_in(container_env(container, env))
-        for probe, view in (("livenessProbe", "health"), ("startupProbe", "health"), ("readinessProbe", "ready")):
+        for probe, view in (("livenessProbe", "live"), ("startupProbe", "health"), ("readinessProbe", "ready")):
             get = container[probe]["httpGet"]
             assert get["path"] == worker_pages[view], probe
             assert _port_number(container, get["port"]) == settings.worker_web_port, probe

@@ -1,10 +1,15 @@
 """Order rules: validation, deterministic ids, pricing against the catalog, and the status lifecycle."""
 
+from typing import Any
+
+import orjson
 import pytest
 
 from models.catalog import ItemState, RestaurantState
 from models.errors import InvalidEvent
+from models.fields import MAX_PRICE_CENTS
 from models.orders import (
+    MAX_LINES,
     AdvanceOrder,
     OrderLine,
     OrderStatus,
@@ -14,6 +19,7 @@ from models.orders import (
     may_advance,
     order_id_for,
     parse_order_request,
+    parse_status_request,
     price_order,
 )
 from tests.unit.test_catalog import MemoryView
@@ -109,10 +115,81 @@ def test_the_status_lifecycle(current: str, requested: str, allowed: bool) -> No
     assert may_advance(current, requested) is allowed
 
 
+def _order(**fields: Any) -> dict[str, Any]:
+    line = {"item_id": "a", "quantity": 1, "price_cents": 1200, **fields.pop("line", {})}
+    return {"idempotency_key": "k", "city": "blr", "restaurant_id": "r1", "lines": [line], **fields}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        (_order(line={"price_cents": 2**63}), "lines[0].price_cents", "invalid_event"),
+        (_order(line={"price_cents": MAX_PRICE_CENTS + 1}), "lines[0].price_cents", "invalid_event"),
+        (_order(line={"price_cents": 1.7e308}), "lines[0].price_cents", "invalid_event"),
+        (_order(line={"price_cents": 12.0}), "lines[0].price_cents", "invalid_event"),
+        (_order(line={"quantity": True}), "lines[0].quantity", "invalid_event"),
+        (_order(line={"item_id": "a\n"}), "lines[0].item_id", "invalid_event"),
+        (_order(line={"tip": 1}), "lines[0].tip", "invalid_event"),
+        (_order(restaurant_id="r1\n"), "restaurant_id", "invalid_event"),
+        (_order(idempotency_key="k\x00"), "idempotency_key", "invalid_event"),
+        (_order(idempotency_key="k" * 129), "idempotency_key", "invalid_event"),
+        (_order(city="nowhere"), "city", "unknown_city"),
+        (_order(city=["blr"]), "city", "invalid_event"),
+        (
+            _order(lines=[{"item_id": f"i{n}", "quantity": 1, "price_cents": 1} for n in range(MAX_LINES + 1)]),
+            "lines",
+            "invalid_event",
+        ),
+        (_order(lines={"item_id": "a"}), "lines", "invalid_event"),
+        ([], None, "invalid_event"),
+    ],
+)
+def test_hostile_orders_are_refused_naming_the_field(body: Any, field: str | None, code: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_order_request(body, ["blr"])
+    assert (caught.value.field, caught.value.code) == (field, code)
+
+
+@pytest.mark.parametrize("body", [{"status": ["preparing"]}, {"status": {"s": 1}}, {"status": "pending"}, {}, [], "x"])
+def test_a_status_change_names_one_of_the_advanceable_statuses(body: Any) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_status_request(body)
+    assert caught.value.field == "status"
+
+
+def test_a_status_change_is_parsed() -> None:
+    assert parse_status_request({"status": "out_for_delivery"}) is OrderStatus.OUT_FOR_DELIVERY
+
+
 def test_commands_round_trip_through_kafka() -> None:
-    place = PlaceOrder("o1", "asha", "blr", "r1", (OrderLine("a", 2, 1200),), "k1", "2026-11-26T10:00:00Z", "req")
-    advance = AdvanceOrder("c1", "o1", "blr", OrderStatus.PREPARING, "restaurant:r1", "2026-11-26T10:05:00Z")
+    place = PlaceOrder(
+        "o1", "asha", "blr", "r1", (OrderLine("a", 2, 1200),), "k1", "2026-11-26T10:00:00.000000Z", "req"
+    )
+    advance = AdvanceOrder("c1", "o1", "blr", OrderStatus.PREPARING, "restaurant:r1", "2026-11-26T10:05:00.000000Z")
     assert decode_command(encode_command(place)) == place
     assert decode_command(encode_command(advance)) == advance
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type": "order.place"}',
+        b"[]",
+        b"nope",
+        b'{"type": "order.teleport"}',
+        b'{"type": "order.advance", "command_id": "c1", "order_id": "o1", "city": "blr", "status": "teleported",'
+        b' "actor": "a", "at": "2026-11-26T10:05:00Z"}',
+        b'{"type": "order.advance", "command_id": "c1", "order_id": "o1", "city": "blr", "status": "preparing",'
+        b' "actor": "a\\u0000", "at": "2026-11-26T10:05:00Z"}',
+    ],
+)
+def test_commands_breaking_the_contract_raise_so_the_worker_can_dead_letter_them(raw: bytes) -> None:
     with pytest.raises(InvalidEvent):
-        decode_command(b'{"type": "order.place"}')
+        decode_command(raw)
+
+
+def test_the_command_reader_ignores_unknown_fields() -> None:
+    body = orjson.loads(
+        encode_command(AdvanceOrder("c1", "o1", "blr", OrderStatus.PREPARING, "a", "2026-11-26T10:05:00.000000Z"))
+    )
+    assert decode_command(orjson.dumps({**body, "priority": "high", "schema_version": 2})).order_id == "o1"

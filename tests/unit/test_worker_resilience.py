@@ -145,12 +145,23 @@ async def test_a_batch_is_audited_projected_and_tabled_inside_one_transaction() 
     assert worker.tables.items and not producer.sent
 
 
+async def test_a_nul_in_a_name_is_dead_lettered_before_any_store_is_touched() -> None:
+    journal = Journal()
+    worker = fake_worker(FakePool(journal), FakeProjection(journal), producer := FakeProducer())
+    await catalog_agent.process_record(worker, item_upserted_record("Masala\x00Dosa"))
+    assert journal.entries == []
+    [letter] = producer.sent
+    assert letter["kind"] == "undecodable" and "control characters" in letter["reason"], letter
+    assert not worker.tables.items
+
+
 async def test_a_value_the_store_refuses_is_dead_lettered_with_nothing_shown() -> None:
     journal = Journal()
     refusal = psycopg2.errors.UntranslatableCharacter("unsupported Unicode escape sequence")
     projection = FakeProjection(journal)
     worker = fake_worker(FakePool(journal, refuse_insert=refusal), projection, producer := FakeProducer())
-    await catalog_agent.process_record(worker, item_upserted_record("Masala\x00Dosa"))
+    # The model accepts the name; the (fake) store refuses it, as PostgreSQL refuses values no model foresaw.
+    await catalog_agent.process_record(worker, item_upserted_record())
     assert journal.entries == ["pg BEGIN", "pg ROLLBACK"]  # Redis never written
     assert not worker.tables.items
     [letter] = producer.sent
