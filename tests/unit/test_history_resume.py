@@ -1,13 +1,24 @@
 """Resuming a menu stream from Last-Event-ID: exactly the entries after it when the feed still holds them,
 otherwise None (the client gets a fresh snapshot), never a history with a hole in it or one across a rebuild."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api import menu_views
+from api.feed import Delivery, FeedHub, Subscriber
+from api.keys import FEEDS, MENUS, SETTINGS, STREAMS, OpenStreams
 from api.readmodel import FeedEntry, MenuReader
 from feastflow.redis_keys import city_keys
+from feastflow.settings import Settings
 from tests.support.fakes import FakeRedis, FeedProjection
 
 NAMESPACE = "unit"
@@ -145,3 +156,75 @@ async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_
             assert history == missed, f"resuming after {last_id}: {history}, missed {missed}"
         elif (last_id in retained or (missed and missed[0] in retained)) and len(missed or []) <= limit:
             raise AssertionError(f"a snapshot after {last_id}, though the feed holds all it missed: {missed}")
+
+
+# ---- the resume, through the menu stream view ----
+
+
+@dataclass(eq=False)
+class WatchedSubscriber(Subscriber):
+    live: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def go_live(self, transport: asyncio.WriteTransport, chunked: bool) -> None:
+        super().go_live(transport, chunked)
+        self.live.set()
+
+
+class DrivenFeeds:
+    """Stands in for the pod's FeedHub: the test plays its reader and delivers to each subscriber itself."""
+
+    def __init__(self) -> None:
+        self.subscribers: list[WatchedSubscriber] = []
+        self.subscribed = asyncio.Event()
+
+    def city(self, code: str) -> "DrivenFeeds":
+        return self
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscriber]:
+        subscriber = WatchedSubscriber(max_pending_bytes=1_000_000)
+        self.subscribers.append(subscriber)
+        self.subscribed.set()
+        yield subscriber
+
+    async def live_subscriber(self) -> Subscriber:
+        async with asyncio.timeout(5):
+            await self.subscribed.wait()
+            await self.subscribers[-1].live.wait()
+        return self.subscribers[-1]
+
+
+async def read_event_ids(response: aiohttp.ClientResponse, until: str) -> list[str]:
+    received = []
+    async with asyncio.timeout(5):
+        while until not in received:
+            line = (await response.content.readline()).decode()
+            if line.startswith("id: "):
+                received.append(line.removeprefix("id: ").strip())
+    return received
+
+
+async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_delivers_late() -> None:
+    """The client saw up to 3-0 (from another pod, say); this pod's feed reader has not got that far yet."""
+    redis = FakeRedis()
+    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
+    seen = projection.apply(["item_upserted"]) + projection.apply(["item_price_changed"])
+    feeds = DrivenFeeds()
+    app = web.Application()
+    app[SETTINGS] = Settings()
+    app[MENUS] = MenuReader(cast(Any, redis), NAMESPACE)
+    app[FEEDS] = cast(FeedHub, feeds)
+    app[STREAMS] = OpenStreams()
+    app.router.add_get("/v1/cities/{city}/menu/stream", menu_views.menu_stream)
+
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        url = server.make_url(f"/v1/cities/{CITY}/menu/stream")
+        async with session.get(url, headers={"Last-Event-ID": seen[-1]}) as response:
+            subscriber = await feeds.live_subscriber()
+            late = projection.apply(["item_price_changed"])
+            for entry_id in (*seen, *late):  # the reader catching up, one read at a time
+                subscriber.deliver(Delivery([FeedEntry(entry_id, "item_price_changed", "{}")]))
+
+            received = await read_event_ids(response, until=late[-1])
+
+    assert received == late
