@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.feed import CityFeed, Delivery, Subscriber
-from api.readmodel import FeedEntry
-from tests.support.fakes import RecordingTransport
+from api.readmodel import FeedEntry, MenuReader, to_entry
+from feastflow.redis_keys import city_keys
+from tests.support.fakes import FakeRedis, FeedProjection, RecordingTransport
 
 MAX_PENDING = 10_000
 
@@ -205,3 +206,31 @@ def test_a_client_receives_every_entry_after_its_first_data_exactly_once_in_orde
     received = dechunk(transport.written) if chunked else transport.written
     assert received == frames(feed[first_data_up_to:])
     assert not subscriber.overflowed
+
+
+def events_in(written: bytes) -> list[tuple[str, str]]:
+    """(id, event type) of each SSE frame, in order."""
+    lines = written.decode().splitlines()
+    ids = [line.removeprefix("id: ") for line in lines if line.startswith("id: ")]
+    types = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    return list(zip(ids, types, strict=True))
+
+
+async def test_a_rebuild_in_the_feed_starts_every_client_over_from_a_snapshot_that_covers_what_follows() -> None:
+    redis = FakeRedis()
+    keys = city_keys("unit", "blr")
+    projection = FeedProjection(redis, keys, maxlen=100)
+    first = projection.apply(["item_upserted"])
+    change = projection.apply(["item_price_changed"])
+    rebuilt = projection.rebuild()
+    after = projection.apply(["item_price_changed"])  # applied before the pod's reader reaches the rebuild
+    feed = CityFeed("blr", cast(Any, redis), MenuReader(cast(Any, redis), "unit"), MAX_PENDING, coalesce_s=0)
+    subscriber, transport = live_subscriber(first[-1], chunked=False)
+    feed.subscribers.add(subscriber)
+
+    read = await redis.xrange(keys.feed, min="-", max="+")
+    await feed._publish([*entries(*change), *(to_entry(entry_id, fields) for entry_id, fields in read)])
+
+    assert rebuilt[0] in [entry_id.decode() for entry_id, _ in read]
+    # The snapshot carries the menu's cursor (the newest change it includes), so that change is not sent again.
+    assert events_in(transport.written) == [(change[0], "item_price_changed"), (after[0], "snapshot")]
