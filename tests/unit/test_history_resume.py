@@ -4,7 +4,7 @@ otherwise None (the client gets a fresh snapshot), never a history with a hole i
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import aiohttp
@@ -13,12 +13,14 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api import menu_views
+from api import menu_views, order_views
 from api.feed import Delivery, FeedHub, Subscriber
-from api.keys import FEEDS, MENUS, SETTINGS, STREAMS, OpenStreams
+from api.keys import FEEDS, MENUS, ORDER_FEEDS, REDIS, SETTINGS, STREAMS, OpenStreams
+from api.order_feed import OrderFeedHub
 from api.readmodel import FeedEntry, MenuReader
-from feastflow.redis_keys import city_keys
+from feastflow.redis_keys import city_keys, order_keys
 from feastflow.settings import Settings
+from feastflow.tokens import Role, issue_token
 from tests.support.fakes import FakeRedis, FeedProjection
 
 NAMESPACE = "unit"
@@ -181,7 +183,7 @@ class DrivenFeeds:
         return self
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscriber]:
+    async def subscribe(self, *order_id: str) -> AsyncIterator[Subscriber]:
         subscriber = WatchedSubscriber(max_pending_bytes=1_000_000)
         self.subscribers.append(subscriber)
         self.subscribed.set()
@@ -228,3 +230,34 @@ async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_d
             received = await read_event_ids(response, until=late[-1])
 
     assert received == late
+
+
+async def test_a_caught_up_order_client_is_not_sent_again_what_a_lagging_reader_delivers_late() -> None:
+    secret = "s" * 48
+    redis = FakeRedis()
+    order_id = "ord1"
+    keys = order_keys(NAMESPACE, order_id)
+    redis.hset(keys.order, {"doc": "{}", "customer": "c1", "restaurant_id": "r1", "city": CITY, "status": "accepted"})
+    seen = ["1-0", "2-0"]  # the order's status events, ids '<version>-0'
+    for entry_id in seen:
+        redis.xadd(keys.feed, entry_id, {"type": "status", "data": "{}"})
+    feeds = DrivenFeeds()
+    app = web.Application()
+    app[SETTINGS] = replace(Settings(), namespace=NAMESPACE, jwt_secret=secret)
+    app[REDIS] = cast(Any, redis)
+    app[ORDER_FEEDS] = cast(OrderFeedHub, feeds)
+    app[STREAMS] = OpenStreams()
+    app.router.add_get("/v1/orders/{order_id}/stream", order_views.order_stream)
+    headers = {"Last-Event-ID": seen[-1], "Authorization": f"Bearer {issue_token(secret, Role.CUSTOMER, 'c1')}"}
+
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        url = server.make_url(f"/v1/orders/{order_id}/stream")
+        async with session.get(url, headers=headers) as response:
+            assert response.status == 200
+            subscriber = await feeds.live_subscriber()
+            for entry_id in (*seen, "3-0"):  # the pod's reader of every order's events, behind this client
+                subscriber.deliver(Delivery([FeedEntry(entry_id, "status", "{}")]))
+
+            received = await read_event_ids(response, until="3-0")
+
+    assert received == ["3-0"]
