@@ -102,33 +102,44 @@ def _path(*names: str, cities: Sequence[str] = ()) -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": schema(name)} for name in names]
 
 
+_EVENT_ID = {
+    "type": "string",
+    "pattern": "^[0-9]{1,20}-[0-9]{1,20}$",
+    "description": "an event id as sent in an SSE `id:` line; anything else is a 400 invalid_last_event_id",
+}
 _RESUME = [
-    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
-    {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _EVENT_ID},
+    {"name": "last_event_id", "in": "query", "required": False, "schema": _EVENT_ID},
 ]
 _SSE = {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _WRITE_ERRORS = (400, 401, 403, 409, 413, 415, 422, 429, 503)
+# Any request may meet a pod limit or the auth throttle (429) or a dependency outage (503).
+_READ_ERRORS = (429, 503)
+_STREAM_ERRORS = (400, 404, 429, 503)
 
 
 def build_document(cities: Sequence[str]) -> dict[str, Any]:
     city = _path("city", cities=cities)
     paths: dict[str, Any] = {
         "/v1/cities": {
-            "get": {"summary": "Cities served", "responses": {"200": _json({"type": "array", "items": _ref("City")})}}
+            "get": {
+                "summary": "Cities served",
+                "responses": {"200": _json({"type": "array", "items": _ref("City")}), **_errors(*_READ_ERRORS)},
+            }
         },
         "/v1/cities/{city}/menu": {
             "get": {
                 "summary": "A city's current menu",
                 "parameters": city,
-                "responses": {"200": _json(_ref("Menu")), **_errors(404)},
+                "responses": {"200": _json(_ref("Menu")), **_errors(404, *_READ_ERRORS)},
             }
         },
         "/v1/cities/{city}/pricing": {
             "get": {
                 "summary": "The city's pricing rule (extension)",
                 "parameters": city,
-                "responses": {"200": _json(_ref("CityPricing")), **_errors(404)},
+                "responses": {"200": _json(_ref("CityPricing")), **_errors(404, *_READ_ERRORS)},
             }
         },
         "/v1/cities/{city}/menu/stream": {
@@ -137,7 +148,7 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
                 "description": "Events: snapshot, item, item_removed, restaurant, reconnect. Every event has an id; "
                 "resume with Last-Event-ID (header or ?last_event_id=). Comment heartbeats every 10 s.",
                 "parameters": [*city, *_RESUME],
-                "responses": {"200": _SSE, **_errors(404, 429, 503)},
+                "responses": {"200": _SSE, **_errors(*_STREAM_ERRORS)},
             }
         },
         "/v1/admin/events": {
@@ -153,7 +164,7 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
                 "summary": "Where an event is: published, applied or rejected",
                 "security": _BEARER,
                 "parameters": _path("event_id"),
-                "responses": {"200": _json(_ref("EventStatus")), **_errors(401, 403, 404)},
+                "responses": {"200": _json(_ref("EventStatus")), **_errors(401, 403, 404, *_READ_ERRORS)},
             }
         },
         "/v1/admin/items/{city}/{item_id}/history": {
@@ -161,7 +172,7 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
                 "summary": "Applied events of an item, oldest first",
                 "security": _BEARER,
                 "parameters": [*city, *_path("item_id")],
-                "responses": {"200": _json(_ref("ItemHistory")), **_errors(401, 403, 404)},
+                "responses": {"200": _json(_ref("ItemHistory")), **_errors(401, 403, 404, *_READ_ERRORS)},
             }
         },
         "/v1/orders": {
@@ -179,7 +190,7 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
                 "summary": "An order (its owner, its restaurant, or an admin)",
                 "security": _BEARER,
                 "parameters": _path("order_id"),
-                "responses": {"200": _json(_ref("Order")), **_errors(401, 404)},
+                "responses": {"200": _json(_ref("Order")), **_errors(401, 404, *_READ_ERRORS)},
             }
         },
         "/v1/orders/{order_id}/stream": {
@@ -187,7 +198,7 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
                 "summary": "Live status events (SSE); token also as ?access_token=; resume with Last-Event-ID",
                 "security": _BEARER,
                 "parameters": [*_path("order_id"), *_RESUME],
-                "responses": {"200": _SSE, **_errors(401, 404, 429, 503)},
+                "responses": {"200": _SSE, **_errors(401, *_STREAM_ERRORS)},
             }
         },
         "/v1/orders/{order_id}/status": {
