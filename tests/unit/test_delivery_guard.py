@@ -405,3 +405,31 @@ async def test_under_any_losses_nothing_is_committed_unprocessed_and_everything_
         assert in_generation == list(range(start, start + len(in_generation))), "processed out of order"
     if "rebalance" not in script:
         assert len(fetch.processed) == LOG_SIZE, "an event was processed twice without a rebalance"
+
+
+commit_pipeline = guarded_pipeline({CATALOG})  # one for all examples: each example takes a partition of its own
+partitions = iter(range(1_000_000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    committed=st.integers(min_value=0, max_value=20),
+    processed=st.sets(st.integers(min_value=0, max_value=40), max_size=30),
+)
+def test_a_commit_moves_exactly_over_the_processed_run_from_the_committed_offset(
+    committed: int, processed: set[int]
+) -> None:
+    tp = TP(CATALOG, next(partitions))
+    commit_pipeline.kafka.partition(tp, end=50, committed=committed)
+    commit_pipeline.consumer._committed_offset[tp] = committed
+    for offset in sorted(processed, key=lambda o: (o * 7919) % 41):  # acked in no particular order
+        message = fake_message(tp, offset)
+        commit_pipeline.guard.processed(message)
+        commit_pipeline.consumer.ack(message)
+
+    new_offset = commit_pipeline.commit(tp)
+
+    run = committed
+    while run in processed:
+        run += 1
+    assert new_offset == (run if run > committed else None)
