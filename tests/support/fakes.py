@@ -155,6 +155,16 @@ class GuardedPipeline:
     def acked(self, tp: TP) -> list[int]:
         return sorted(self.consumer._acked[tp])
 
+    async def handle(self, tp: TP, offset: int, generation: int = 1) -> bool:
+        """What the guarded agent (streams.guarded_agent) does with a record: admit, process, and ack it in a
+        `finally`. True when it was processed."""
+        message = fake_message(tp, offset, generation)
+        admitted = await self.guard.admit(self.app, fake_event(message))
+        if admitted:
+            self.guard.processed(message)
+        self.consumer.ack(message)
+        return admitted
+
 
 def guarded_pipeline(guarded_topics: Iterable[str], acking_topics: Iterable[str] = ()) -> GuardedPipeline:
     """No network: the broker URL is never dialled, the consumer thread is FakeConsumerThread."""

@@ -2,19 +2,15 @@
 order from the committed position, a hole rewinds to the first unprocessed offset, an ack counts only for a
 processed event, and a commit never passes an offset that was not processed."""
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
 import pytest
-from faust.types import TP, EventT
-from hypothesis import HealthCheck, given, settings
+from faust.types import TP
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams import delivery
 from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S
 from streams.topics import catalog_topic_name, dead_letter_topic_name
-from tests.support.fakes import FakeClock, GuardedPipeline, PartitionLog, fake_event, fake_message, guarded_pipeline
+from tests.support.fakes import FakeClock, GuardedPipeline, fake_message, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
 UNGUARDED = dead_letter_topic_name("unit")
@@ -34,20 +30,6 @@ def pipeline(clock: FakeClock) -> GuardedPipeline:
     return guarded_pipeline({CATALOG}, acking_topics={UNGUARDED})
 
 
-def event(tp: TP, offset: int, generation: int = 1) -> EventT[Any]:
-    return fake_event(fake_message(tp, offset, generation))
-
-
-async def process(pipeline: GuardedPipeline, tp: TP, offset: int, generation: int = 1) -> bool:
-    """What the guarded agent does with one event: admit, process, ack (always, in a finally)."""
-    incoming = event(tp, offset, generation)
-    admitted = await pipeline.guard.admit(pipeline.app, incoming)
-    if admitted:
-        pipeline.guard.processed(incoming.message)
-    pipeline.consumer.ack(incoming.message)
-    return admitted
-
-
 # ---- admission ----
 
 
@@ -55,8 +37,8 @@ async def test_processing_starts_at_the_committed_offset(pipeline: GuardedPipeli
     pipeline.kafka.partition(TP0, end=10, committed=4)
     pipeline.consumer._committed_offset[TP0] = 4
 
-    assert await process(pipeline, TP0, 4)
-    assert await process(pipeline, TP0, 5)
+    assert await pipeline.handle(TP0, 4)
+    assert await pipeline.handle(TP0, 5)
 
 
 async def test_the_committed_offset_is_asked_of_kafka_when_faust_has_not_read_it_yet(
@@ -64,21 +46,21 @@ async def test_the_committed_offset_is_asked_of_kafka_when_faust_has_not_read_it
 ) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=7)
 
-    assert not await process(pipeline, TP0, 6)
-    assert await process(pipeline, TP0, 7)
+    assert not await pipeline.handle(TP0, 6)
+    assert await pipeline.handle(TP0, 7)
 
 
 async def test_a_partition_never_committed_starts_at_its_earliest_retained_offset(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, earliest=3, end=10)
 
-    assert await process(pipeline, TP0, 3)
+    assert await pipeline.handle(TP0, 3)
     assert pipeline.kafka.seeks == []
 
 
 async def test_events_are_admitted_strictly_in_offset_order(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
 
-    admitted = [offset for offset in (0, 1, 2, 3) if await process(pipeline, TP0, offset)]
+    admitted = [offset for offset in (0, 1, 2, 3) if await pipeline.handle(TP0, offset)]
 
     assert admitted == [0, 1, 2, 3]
     assert pipeline.kafka.seeks == []
@@ -87,71 +69,71 @@ async def test_events_are_admitted_strictly_in_offset_order(pipeline: GuardedPip
 async def test_an_event_already_processed_is_not_admitted_again_nor_rewound_to(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
     for offset in (0, 1, 2):
-        await process(pipeline, TP0, offset)
+        await pipeline.handle(TP0, offset)
 
-    assert not await process(pipeline, TP0, 1)
+    assert not await pipeline.handle(TP0, 1)
     assert pipeline.kafka.seeks == []
-    assert await process(pipeline, TP0, 3)
+    assert await pipeline.handle(TP0, 3)
 
 
 async def test_a_hole_rewinds_to_the_first_unprocessed_offset(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
-    await process(pipeline, TP0, 0)
-    await process(pipeline, TP0, 1)
+    await pipeline.handle(TP0, 0)
+    await pipeline.handle(TP0, 1)
 
-    assert not await process(pipeline, TP0, 4)  # 2 and 3 never arrived
+    assert not await pipeline.handle(TP0, 4)  # 2 and 3 never arrived
 
     assert pipeline.kafka.seeks == [(TP0, 2)]
     assert pipeline.consumer._read_offset[TP0] == 2
     assert pipeline.guard.rewinds == 1
-    assert await process(pipeline, TP0, 2)
+    assert await pipeline.handle(TP0, 2)
 
 
 async def test_partitions_are_guarded_independently(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
     pipeline.kafka.partition(TP1, end=10, committed=5)
 
-    assert await process(pipeline, TP0, 0)
-    assert await process(pipeline, TP1, 5)
-    assert not await process(pipeline, TP1, 7)
-    assert await process(pipeline, TP0, 1)
+    assert await pipeline.handle(TP0, 0)
+    assert await pipeline.handle(TP1, 5)
+    assert not await pipeline.handle(TP1, 7)
+    assert await pipeline.handle(TP0, 1)
     assert pipeline.kafka.seeks == [(TP1, 6)]
 
 
 async def test_a_new_generation_starts_over_from_the_committed_offset(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
     for offset in (0, 1, 2, 3):
-        await process(pipeline, TP0, offset, generation=1)
+        await pipeline.handle(TP0, offset, generation=1)
     assert pipeline.commit(TP0) == 4
-    await process(pipeline, TP0, 4, generation=1)
-    await process(pipeline, TP0, 5, generation=1)  # processed, never committed
+    await pipeline.handle(TP0, 4, generation=1)
+    await pipeline.handle(TP0, 5, generation=1)  # processed, never committed
 
     # After a rebalance the partition comes back at the committed offset: 4 and 5 are read again.
-    assert not await process(pipeline, TP0, 6, generation=2)
+    assert not await pipeline.handle(TP0, 6, generation=2)
     assert pipeline.kafka.seeks == [(TP0, 4)]
-    assert await process(pipeline, TP0, 4, generation=2)
+    assert await pipeline.handle(TP0, 4, generation=2)
 
 
 async def test_repeated_rewinds_to_one_offset_are_debounced(pipeline: GuardedPipeline, clock: FakeClock) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
-    await process(pipeline, TP0, 0)
+    await pipeline.handle(TP0, 0)
 
     # Records fetched before the seek keep arriving: each reveals the same hole, one seek is enough.
     for offset in (3, 4, 5):
-        await process(pipeline, TP0, offset)
+        await pipeline.handle(TP0, offset)
     assert pipeline.kafka.seeks == [(TP0, 1)]
 
     clock.advance(REWIND_DEBOUNCE_S)
-    await process(pipeline, TP0, 6)
+    await pipeline.handle(TP0, 6)
     assert pipeline.kafka.seeks == [(TP0, 1), (TP0, 1)]
 
 
 async def test_a_rewind_to_another_offset_is_not_debounced(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
-    await process(pipeline, TP0, 0)
-    await process(pipeline, TP0, 3)
-    await process(pipeline, TP0, 1)
-    await process(pipeline, TP0, 4)
+    await pipeline.handle(TP0, 0)
+    await pipeline.handle(TP0, 3)
+    await pipeline.handle(TP0, 1)
+    await pipeline.handle(TP0, 4)
 
     assert pipeline.kafka.seeks == [(TP0, 1), (TP0, 2)]
 
@@ -161,14 +143,14 @@ async def test_a_replay_reprocesses_from_the_requested_offset_even_right_after_a
 ) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
     for offset in (0, 1, 2):
-        await process(pipeline, TP0, offset)
+        await pipeline.handle(TP0, offset)
     await pipeline.guard.rewind(pipeline.app, TP0, 3, "a test")
 
     await pipeline.guard.replay(pipeline.app, TP0, 3)
     await pipeline.guard.replay(pipeline.app, TP0, 1)
 
     assert pipeline.kafka.seeks == [(TP0, 3), (TP0, 3), (TP0, 1)]
-    assert await process(pipeline, TP0, 1)
+    assert await pipeline.handle(TP0, 1)
 
 
 # ---- the stall watchdog ----
@@ -180,7 +162,7 @@ async def test_a_hole_at_the_end_of_a_partition_is_rewound_once_the_partition_si
     pipeline.kafka.partition(TP0, end=5, committed=0)
     pipeline.recovery_completed.set()
     for offset in (0, 1, 2):
-        await process(pipeline, TP0, offset)  # 3 and 4 never arrive, and nothing after them reveals it
+        await pipeline.handle(TP0, offset)  # 3 and 4 never arrive, and nothing after them reveals it
 
     await pipeline.guard.rewind_stalled(pipeline.app)
     assert pipeline.kafka.seeks == []
@@ -205,8 +187,8 @@ async def test_the_watchdog_waits_for_table_recovery(pipeline: GuardedPipeline, 
 async def test_the_watchdog_leaves_caught_up_partitions_alone(pipeline: GuardedPipeline, clock: FakeClock) -> None:
     pipeline.kafka.partition(TP0, end=2, committed=0)
     pipeline.recovery_completed.set()
-    await process(pipeline, TP0, 0)
-    await process(pipeline, TP0, 1)
+    await pipeline.handle(TP0, 0)
+    await pipeline.handle(TP0, 1)
 
     clock.advance(STALL_REWIND_AFTER_S)
     await pipeline.guard.rewind_stalled(pipeline.app)
@@ -219,7 +201,7 @@ async def test_positions_report_guarded_assigned_partitions_only(pipeline: Guard
     pipeline.kafka.partition(TP1, end=8, committed=6)
     pipeline.kafka.partition(TP(UNGUARDED, 0), end=50, committed=0)
     for offset in (0, 1, 2):
-        await process(pipeline, TP0, offset)
+        await pipeline.handle(TP0, offset)
 
     assert await pipeline.guard.positions(pipeline.app) == {TP0: (3, 10), TP1: (6, 8)}
 
@@ -242,9 +224,9 @@ async def test_an_ack_of_an_unprocessed_event_releases_it_without_recording_it(p
 
 async def test_an_ack_of_a_processed_event_is_recorded_once(pipeline: GuardedPipeline) -> None:
     pipeline.kafka.partition(TP0, end=10, committed=0)
-    await process(pipeline, TP0, 0)
+    await pipeline.handle(TP0, 0)
 
-    assert not await process(pipeline, TP0, 0)  # the same offset again, from a re-read
+    assert not await pipeline.handle(TP0, 0)  # the same offset again, from a re-read
 
     assert pipeline.acked(TP0) == [0]
 
@@ -294,117 +276,6 @@ async def test_a_jump_in_offsets_is_never_filled_as_a_gap(pipeline: GuardedPipel
     assert not pipeline.consumer._gap[TP0]  # what Faust's own commit path would count as acked
     assert pipeline.commit(TP0) == 3
     assert pipeline.commit(TP0) is None
-
-
-# ---- the whole path, under a lossy fetcher ----
-
-Action = Literal["fetch", "deliver", "lose", "commit", "idle", "rebalance"]
-LOG_SIZE = 12
-
-
-@dataclass
-class LossyFetch:
-    """One guarded partition of LOG_SIZE records, read the way Faust reads it: fetched records wait in flight
-    (a seek does not recall them), Faust's fetch loop drops a record below its read position, and the
-    agent admits, processes and acks each record it is handed. Faust may also lose a record in flight."""
-
-    pipeline: GuardedPipeline
-    clock: FakeClock
-    tp: TP = TP0
-    generation: int = 1
-    in_flight: deque[int] = field(default_factory=deque)
-    processed: list[tuple[int, int]] = field(default_factory=list)  # (generation, offset)
-    generation_start: dict[int, int] = field(default_factory=lambda: {1: 0})
-
-    @property
-    def log(self) -> PartitionLog:
-        return self.pipeline.kafka.logs[self.tp]
-
-    async def run(self, action: Action) -> None:
-        self.clock.advance(0.1)
-        if action == "fetch":
-            while self.log.position < LOG_SIZE and len(self.in_flight) < 4:
-                self.in_flight.append(self.log.position)
-                self.log.position += 1
-        elif action == "deliver" and self.in_flight:
-            await self._deliver(self.in_flight.popleft())
-        elif action == "lose" and self.in_flight:
-            self.in_flight.popleft()
-        elif action == "commit":
-            self.commit()
-        elif action == "idle":
-            self.clock.advance(STALL_REWIND_AFTER_S)
-            await self.pipeline.guard.rewind_stalled(self.pipeline.app)
-        elif action == "rebalance":
-            self._rebalance()
-
-    async def _deliver(self, offset: int) -> None:
-        positions = self.pipeline.consumer._read_offset
-        read = positions[self.tp]
-        if read is not None and offset < read:
-            return  # Faust's fetch loop: "DROPPED MESSAGE ROFF"
-        if await process(self.pipeline, self.tp, offset, self.generation):
-            self.processed.append((self.generation, offset))
-        positions[self.tp] = offset
-
-    def commit(self) -> None:
-        committed = self.pipeline.commit(self.tp)
-        if committed is not None:
-            done = {offset for _, offset in self.processed}
-            assert set(range(committed)) <= done, f"committed {committed} before processing {sorted(done)}"
-
-    def _rebalance(self) -> None:
-        """What Faust does to a partition revoked and assigned again: forget, then seek to the committed offset."""
-        consumer, committed = self.pipeline.consumer, self.log.committed
-        for bookkeeping in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset):
-            bookkeeping.pop(self.tp, None)
-        self.in_flight.clear()
-        start = 0 if committed is None else committed
-        self.log.position = start
-        consumer._read_offset.update({self.tp: committed})
-        if committed is not None:
-            consumer._committed_offset[self.tp] = committed
-        self.generation += 1
-        self.generation_start[self.generation] = start
-
-    async def settle(self) -> None:
-        """No more losses: fetch, deliver, commit, and let the watchdog find what was lost at the end."""
-        self.pipeline.recovery_completed.set()
-        for _ in range(20 * LOG_SIZE):
-            if self.log.committed == LOG_SIZE:
-                return
-            if self.in_flight:
-                await self.run("deliver")
-            elif self.log.position < LOG_SIZE:
-                await self.run("fetch")
-            else:
-                await self.run("idle")
-            self.commit()
-        raise AssertionError(f"stuck at {self.log.committed}, processed {self.processed}")
-
-
-actions = st.lists(st.sampled_from(["fetch", "deliver", "deliver", "lose", "commit", "idle", "rebalance"]), max_size=60)
-
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(script=actions)
-async def test_under_any_losses_nothing_is_committed_unprocessed_and_everything_is_processed(
-    script: list[Action], clock: FakeClock
-) -> None:
-    pipeline = guarded_pipeline({CATALOG})
-    pipeline.kafka.partition(TP0, end=LOG_SIZE)
-    fetch = LossyFetch(pipeline, clock)
-
-    for action in script:
-        await fetch.run(action)
-    await fetch.settle()
-
-    assert {offset for _, offset in fetch.processed} == set(range(LOG_SIZE))
-    for generation, start in fetch.generation_start.items():
-        in_generation = [offset for gen, offset in fetch.processed if gen == generation]
-        assert in_generation == list(range(start, start + len(in_generation))), "processed out of order"
-    if "rebalance" not in script:
-        assert len(fetch.processed) == LOG_SIZE, "an event was processed twice without a rebalance"
 
 
 commit_pipeline = guarded_pipeline({CATALOG})  # one for all examples: each example takes a partition of its own
