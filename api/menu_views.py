@@ -8,7 +8,7 @@ from aiohttp import web
 from api.errors import NotFound
 from api.keys import FEEDS, MENUS, SETTINGS
 from api.metrics import SSE_RESUMES
-from api.readmodel import FeedEntry
+from api.readmodel import FeedEntry, stream_order
 from api.streaming import stream_to_client
 from models.cities import City
 
@@ -52,6 +52,9 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
         history = None
         if last_event_id:
             history = await menus.history_after(city.code, last_event_id, HISTORY_LIMIT)
+            if history is not None:
+                # The client has everything up to its id; a feed reader behind it must not send that again.
+                subscriber.last_order = stream_order(last_event_id)
         if history is None:
             menu = await menus.menu(city.code)
             initial = [FeedEntry(menu.cursor, "snapshot", menu.body.decode())]

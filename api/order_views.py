@@ -13,7 +13,7 @@ from api.errors import Conflict, NotFound, NotReady
 from api.keys import ORDER_FEEDS, PG_POOL, PUBLISHER, RATE_LIMITER, REDIS, SETTINGS
 from api.metrics import AFTER_PUBLISH_FAILURES
 from api.middlewares import request_id_of
-from api.readmodel import as_text, to_entry
+from api.readmodel import as_text, stream_order, to_entry
 from api.requests import as_unprocessable, read_input
 from api.streaming import stream_to_client
 from feastflow.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
@@ -189,6 +189,8 @@ async def order_stream(request: web.Request) -> web.StreamResponse:
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0-0"
     async with app[ORDER_FEEDS].subscribe(order_id) as subscriber:
         start = f"({last_event_id}" if _POSITION.fullmatch(last_event_id) else "-"  # a malformed id: everything
+        if start != "-":  # as for the menu stream: what the client has is never sent again
+            subscriber.last_order = stream_order(last_event_id)
         raw = cast(list[Any], await app[REDIS].xrange(keys.feed, min=start, max="+"))
         history = [to_entry(entry_id, fields) for entry_id, fields in raw]
         return await stream_to_client(request, subscriber, history, kind="order")

@@ -1,0 +1,236 @@
+"""One client of a shared feed: it buffers while its first data is written, goes live without a gap or a
+repeat, gets the bytes built once for every client, skips what it already has (also inside a batch that
+straddles it), and is cut loose, not waited for, when it falls too far behind."""
+
+import asyncio
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api.feed import CityFeed, Delivery, Subscriber
+from api.readmodel import FeedEntry, MenuReader, to_entry
+from feastflow.redis_keys import city_keys
+from tests.support.fakes import FakeRedis, FeedProjection, RecordingTransport
+
+MAX_PENDING = 10_000
+
+
+def entries(*ids: str) -> list[FeedEntry]:
+    return [FeedEntry(entry_id, "item_price_changed", f'{{"id":"{entry_id}"}}') for entry_id in ids]
+
+
+def frames(batch: list[FeedEntry]) -> bytes:
+    return b"".join(entry.frame for entry in batch)
+
+
+def as_transport(transport: RecordingTransport) -> asyncio.WriteTransport:
+    return cast(asyncio.WriteTransport, transport)
+
+
+def dechunk(data: bytes) -> bytes:
+    """The body of an HTTP/1.1 chunked stream, checking every chunk is well formed."""
+    body, rest = b"", data
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        assert rest[size : size + 2] == b"\r\n", "a chunk's length does not match its body"
+        body, rest = body + rest[:size], rest[size + 2 :]
+    return body
+
+
+def live_subscriber(has_up_to: str | None = None, chunked: bool = True) -> tuple[Subscriber, RecordingTransport]:
+    subscriber = Subscriber(MAX_PENDING)
+    if has_up_to is not None:
+        subscriber.last_order = FeedEntry(has_up_to, "", "").order
+    transport = RecordingTransport()
+    subscriber.go_live(as_transport(transport), chunked)
+    return subscriber, transport
+
+
+def test_while_its_first_data_is_written_a_client_buffers_what_the_feed_delivers() -> None:
+    subscriber = Subscriber(MAX_PENDING)
+    batch = entries("5-0", "5-1")
+
+    subscriber.deliver(Delivery(batch))
+
+    assert subscriber.pending == batch
+    assert subscriber.pending_bytes == len(frames(batch))
+
+
+def test_going_live_writes_only_what_the_first_data_did_not_cover_in_one_write() -> None:
+    subscriber = Subscriber(MAX_PENDING)
+    subscriber.deliver(Delivery(entries("4-0", "5-0")))
+    subscriber.deliver(Delivery(entries("6-0", "6-1")))
+    subscriber.last_order = (5, 0)  # the snapshot it was sent is at 5-0
+    transport = RecordingTransport()
+
+    subscriber.go_live(as_transport(transport), chunked=True)
+
+    assert transport.writes == [b"%x\r\n%b\r\n" % (len(frames(entries("6-0", "6-1"))), frames(entries("6-0", "6-1")))]
+    assert subscriber.last_order == (6, 1)
+    assert subscriber.pending == [] and subscriber.pending_bytes == 0
+
+
+def test_going_live_with_everything_already_covered_writes_nothing() -> None:
+    subscriber = Subscriber(MAX_PENDING)
+    subscriber.deliver(Delivery(entries("4-0")))
+    subscriber.last_order = (7, 0)
+    transport = RecordingTransport()
+
+    subscriber.go_live(as_transport(transport), chunked=True)
+
+    assert transport.writes == []
+    assert subscriber.last_order == (7, 0)
+
+
+def test_every_live_client_gets_the_bytes_built_once_for_all() -> None:
+    (first, first_transport), (second, second_transport) = live_subscriber("1-0"), live_subscriber("1-0")
+    delivery = Delivery(entries("2-0", "3-0"))
+
+    first.deliver(delivery)
+    second.deliver(delivery)
+
+    assert first_transport.writes[0] is delivery.chunked_body
+    assert second_transport.writes[0] is delivery.chunked_body
+    assert dechunk(delivery.chunked_body) == frames(entries("2-0", "3-0"))
+
+
+def test_a_client_without_chunked_encoding_gets_the_plain_frames() -> None:
+    subscriber, transport = live_subscriber("1-0", chunked=False)
+    delivery = Delivery(entries("2-0"))
+
+    subscriber.deliver(delivery)
+
+    assert transport.writes == [delivery.body]
+
+
+def test_a_batch_the_client_already_has_is_not_written_again() -> None:
+    subscriber, transport = live_subscriber("9-2")
+
+    subscriber.deliver(Delivery(entries("9-0", "9-1", "9-2")))
+
+    assert transport.writes == []
+    assert subscriber.last_order == (9, 2)
+
+
+def test_a_batch_that_straddles_what_a_client_has_is_written_from_its_first_new_entry() -> None:
+    subscriber, transport = live_subscriber("9-1", chunked=False)
+
+    subscriber.deliver(Delivery(entries("9-0", "9-1", "9-2", "10-0")))
+
+    assert transport.written == frames(entries("9-2", "10-0"))
+    assert subscriber.last_order == (10, 0)
+
+
+def test_a_client_that_buffers_past_its_bound_is_cut_loose_and_gets_nothing_more() -> None:
+    big = FeedEntry("5-0", "item_price_changed", "x" * MAX_PENDING)
+    subscriber = Subscriber(MAX_PENDING)
+
+    subscriber.deliver(Delivery([big]))
+    subscriber.deliver(Delivery(entries("6-0")))
+    transport = RecordingTransport()
+    subscriber.go_live(as_transport(transport), chunked=True)
+
+    assert subscriber.overflowed and subscriber.done.is_set()
+    assert subscriber.pending == [] and subscriber.pending_bytes == 0
+    assert transport.writes == []
+
+
+def test_a_live_client_whose_unsent_bytes_pass_the_bound_is_cut_loose() -> None:
+    subscriber, transport = live_subscriber("1-0")
+    subscriber.deliver(Delivery(entries("2-0")))
+    assert not subscriber.done.is_set()
+
+    transport.buffered = MAX_PENDING + 1  # the client stopped reading
+    subscriber.deliver(Delivery(entries("3-0")))
+    subscriber.deliver(Delivery(entries("4-0")))
+
+    assert subscriber.overflowed and subscriber.done.is_set()
+    assert len(transport.writes) == 2  # 2-0, then 3-0 that found the buffer full; never 4-0
+
+
+class BrokenTransport(RecordingTransport):
+    def write(self, data: bytes) -> None:
+        raise ConnectionResetError("the client went away")
+
+
+def test_one_broken_connection_never_stops_the_broadcast() -> None:
+    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=0)
+    broken, healthy = Subscriber(MAX_PENDING), Subscriber(MAX_PENDING)
+    broken.go_live(as_transport(BrokenTransport()), chunked=True)
+    healthy_transport = RecordingTransport()
+    healthy.go_live(as_transport(healthy_transport), chunked=False)
+    feed.subscribers.update({broken, healthy})
+
+    feed._deliver(entries("2-0"))
+
+    assert broken.overflowed and broken.done.is_set()
+    assert healthy_transport.written == frames(entries("2-0"))
+
+
+@st.composite
+def feed_history(draw: st.DrawFn) -> list[FeedEntry]:
+    """A feed as the projection writes it: ids '<position>-<n>', n counting the messages of one batch."""
+    positions = draw(st.lists(st.integers(min_value=1, max_value=3), min_size=2, max_size=12))
+    ids = [f"{position}-{n}" for position, count in enumerate(positions, start=1) for n in range(count)]
+    return entries(*ids)
+
+
+@settings(max_examples=150, deadline=None)
+@given(feed=feed_history(), data=st.data())
+def test_a_client_receives_every_entry_after_its_first_data_exactly_once_in_order(
+    feed: list[FeedEntry], data: st.DataObject
+) -> None:
+    """The feed reader reads the stream in batches of any size. A client subscribes before some batch, then
+    reads its first data (a snapshot or history) covering the stream up to some entry at or after where its
+    subscription starts: the reader may lag behind Redis, so later batches can straddle that entry. It goes
+    live after any number of batches."""
+    cuts = sorted(data.draw(st.sets(st.integers(min_value=1, max_value=len(feed) - 1)), label="batch ends"))
+    batches = [feed[start:end] for start, end in zip([0, *cuts], [*cuts, len(feed)], strict=True)]
+    subscribed_at = data.draw(st.integers(min_value=0, max_value=len(batches) - 1), label="subscribed before batch")
+    missed = sum(len(batch) for batch in batches[:subscribed_at])
+    first_data_up_to = data.draw(st.integers(min_value=max(missed, 1), max_value=len(feed)), label="first data")
+    live_at = data.draw(st.integers(min_value=subscribed_at, max_value=len(batches)), label="live before batch")
+    chunked = data.draw(st.booleans(), label="chunked")
+
+    subscriber = Subscriber(MAX_PENDING)
+    for batch in batches[subscribed_at:live_at]:
+        subscriber.deliver(Delivery(batch))
+    subscriber.last_order = feed[first_data_up_to - 1].order  # as api.streaming does after writing it
+    transport = RecordingTransport()
+    subscriber.go_live(as_transport(transport), chunked)
+    for batch in batches[live_at:]:
+        subscriber.deliver(Delivery(batch))
+
+    received = dechunk(transport.written) if chunked else transport.written
+    assert received == frames(feed[first_data_up_to:])
+    assert not subscriber.overflowed
+
+
+def events_in(written: bytes) -> list[tuple[str, str]]:
+    """(id, event type) of each SSE frame, in order."""
+    lines = written.decode().splitlines()
+    ids = [line.removeprefix("id: ") for line in lines if line.startswith("id: ")]
+    types = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    return list(zip(ids, types, strict=True))
+
+
+async def test_a_rebuild_in_the_feed_starts_every_client_over_from_a_snapshot_that_covers_what_follows() -> None:
+    redis = FakeRedis()
+    keys = city_keys("unit", "blr")
+    projection = FeedProjection(redis, keys, maxlen=100)
+    first = projection.apply(["item_upserted"])
+    change = projection.apply(["item_price_changed"])
+    rebuilt = projection.rebuild()
+    after = projection.apply(["item_price_changed"])  # applied before the pod's reader reaches the rebuild
+    feed = CityFeed("blr", cast(Any, redis), MenuReader(cast(Any, redis), "unit"), MAX_PENDING, coalesce_s=0)
+    subscriber, transport = live_subscriber(first[-1], chunked=False)
+    feed.subscribers.add(subscriber)
+
+    read = await redis.xrange(keys.feed, min="-", max="+")
+    await feed._publish([*entries(*change), *(to_entry(entry_id, fields) for entry_id, fields in read)])
+
+    assert rebuilt[0] in [entry_id.decode() for entry_id, _ in read]
+    # The snapshot carries the menu's cursor (the newest change it includes), so that change is not sent again.
+    assert events_in(transport.written) == [(change[0], "item_price_changed"), (after[0], "snapshot")]
