@@ -9,6 +9,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 
@@ -38,7 +39,7 @@ class Answers:
 
 @dataclass
 class PacedPriceChanges:
-    """price.set with a unique, growing price each, one at a time, paced to `rate_per_s`, over the API pods."""
+    """price.set with a unique, growing price each, paced to `rate_per_s`, over the API pods."""
 
     stack: Stack
     items: list[Item]
@@ -59,20 +60,30 @@ class PacedPriceChanges:
         await self._task
 
     async def _run(self) -> None:
+        """Open loop: a change every 1/rate s whatever the answers take, to an item with none in flight (so each
+        item's changes are acknowledged in the order they were sent); a tick with every item busy is skipped."""
         prices = itertools.count(10_000)
         rng = random.Random(13)
         pods = itertools.cycle(range(len(self.stack.apis)))
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        busy: set[Item] = set()
+        in_flight: set[asyncio.Task[None]] = set()
         next_at = time.monotonic()
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as session:
             while not self._stop.is_set():
-                city, restaurant_id, item_id = rng.choice(self.items)
-                price = next(prices)
-                self.answers.sent_at[price] = time.monotonic()
-                await self._send(session, next(pods), (city, restaurant_id, item_id), price)
-                next_at = max(next_at + 1 / self.rate_per_s, time.monotonic())  # no burst after an outage
+                idle = [item for item in self.items if item not in busy]
+                if idle:
+                    item = rng.choice(idle)
+                    price = next(prices)
+                    self.answers.sent_at[price] = time.monotonic()
+                    busy.add(item)
+                    task = asyncio.create_task(self._send(session, next(pods), item, price))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    task.add_done_callback(partial(_release, busy, item))
+                next_at = max(next_at + 1 / self.rate_per_s, time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), next_at - time.monotonic())
+            await asyncio.gather(*in_flight)
 
     async def _send(self, session: aiohttp.ClientSession, pod: int, item: Item, price: int) -> None:
         city, restaurant_id, item_id = item
@@ -98,6 +109,10 @@ class PacedPriceChanges:
             self.answers.errors[type(exc).__name__] += 1
             self.answers.by_phase[self.phase][type(exc).__name__] += 1
             self.answers.unknown[key].add(price)
+
+
+def _release(busy: set[Item], item: Item, _done: "asyncio.Task[None]") -> None:
+    busy.discard(item)
 
 
 @dataclass
