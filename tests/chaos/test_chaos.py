@@ -31,7 +31,8 @@ from tests.support.infra import PrivateInfra
 from tests.support.processes import feastflow_command
 from tests.support.stack import TEST_REDIS_DB, Stack, items_by_id
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+# About 3 minutes on an idle two-core machine; a busy one slows the JVM's restart most.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CITIES = ("blr", "mum", "ams")
 ITEMS_PER_CITY = 8
@@ -167,6 +168,7 @@ async def chaos_stack(root: Path) -> AsyncIterator[Chaos]:
                 if process_alive(pid) and is_unit(pid):
                     os.killpg(pid, signal.SIGKILL)
             stack.stop()
+            await asyncio.to_thread(infra.save_logs, stack.logs / "infra")
         await asyncio.to_thread(infra.close)
 
 

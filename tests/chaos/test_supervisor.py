@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from feastflow.rollout import process_alive
+from feastflow.rollout import Unit, process_alive, stop_restarted
 from feastflow.supervisor import BackOff, Supervisor, is_unit, read_pid, status_lines
 
 # "feastflow" in the command line: the supervisor only adopts the project's processes.
@@ -191,3 +191,14 @@ def test_status_shows_pid_uptime_and_restarts(run_dir: Path) -> None:
     kill(pid)
     lines, healthy = status_lines(run_dir)
     assert not healthy and lines[1].startswith("worker: down")
+
+
+def test_a_rollout_stops_a_restart_that_happened_while_it_replaced_the_unit(run_dir: Path) -> None:
+    crashed = start_unit(run_dir, "api-1", "crashed")
+    kill(crashed)
+    restart = start_unit(run_dir, "api-1", "restarted")  # what the supervisor did meanwhile
+    asyncio.run(stop_restarted(restart.pid, Unit("api-1", crashed.pid, 8081), "old api-1"))
+    assert restart.wait(10) is not None
+    untouched = start_unit(run_dir, "api-2", "same")
+    asyncio.run(stop_restarted(untouched.pid, Unit("api-2", untouched.pid, 8082), "old api-2"))
+    assert untouched.poll() is None, "the unit the rollout stops itself is not stopped twice"

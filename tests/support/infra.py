@@ -89,6 +89,8 @@ class PrivateInfra:
             "FEASTFLOW_PG_DIR": str(self.root / "pg"),
             "FEASTFLOW_KAFKA_PORT": str(self.ports["kafka"]),
             "FEASTFLOW_KAFKA_CONTROLLER_PORT": str(self.ports["controller"]),
+            # A broker restarted after kill -9 on a busy two-core machine took over 60 s (infra.sh's default).
+            "FEASTFLOW_KAFKA_START_TIMEOUT": "150",
         }
 
     @property
@@ -140,6 +142,15 @@ class PrivateInfra:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+    def save_logs(self, dest: Path) -> None:
+        """The services' own logs, kept with the test's (the private folder goes away with close)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        sources = [self.log, self.data / "redis" / "redis.log", self.root / "pg" / "server.log"]
+        sources += sorted((self.data / "kafka" / "logs").glob("*"))
+        for source in sources:
+            if source.is_file():
+                shutil.copy(source, dest / f"{source.parent.name}-{source.name}")
 
     def close(self) -> None:
         try:
