@@ -239,7 +239,8 @@ class Supervisor:
                 continue
             if done:
                 self.children.discard(pid)
-                self.exit_codes[pid] = os.waitstatus_to_exitcode(status)
+                if any(unit.pid == pid for unit in self.units.values()):  # else replaced: stopped on purpose
+                    self.exit_codes[pid] = os.waitstatus_to_exitcode(status)
 
     async def probe(self, session: aiohttp.ClientSession, now: float) -> None:
         """Liveness of the workers whose builds have the endpoint."""
