@@ -62,7 +62,10 @@ supervisor_up() {
         (( SECONDS < deadline )) || die supervisor "no state after 10s; see $LOG_DIR/supervisor.log"
         sleep 0.2
     done
-    log supervisor "supervising $(cd "$RUN_DIR" && ls -- worker.pid api-*.pid 2>/dev/null | sed 's/\.pid$//' | xargs) (pid $(<"$pidfile"))"
+    local units=() unit
+    shopt -s nullglob
+    for unit in "$RUN_DIR"/worker.pid "$RUN_DIR"/api-*.pid; do units+=("$(basename "$unit" .pid)"); done
+    log supervisor "supervising ${units[*]} (pid $(<"$pidfile"))"
 }
 
 apps_up() {

@@ -9,6 +9,7 @@
 # instead of the system's 15/main; with other ports and FEASTFLOW_DATA this gives a second, private set of
 # services (the chaos test kills and restarts its own, never the shared ones).
 set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REDIS_PORT="${FEASTFLOW_REDIS_PORT:-6379}"
@@ -28,6 +29,13 @@ PG_DATABASES=(feastflow feastflow_test)
 PG_MARKER="$DATA_DIR/postgres/started-by-infra"
 PG_DIR="${FEASTFLOW_PG_DIR:-}"
 PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
+# A private cluster is anyone's to create: any installed server will do when $PG_VERSION is not there
+# (CI's Ubuntu runners come with another one).
+if [[ -n $PG_DIR && ! -x $PG_BIN/initdb ]]; then
+    PG_BIN="$(find /usr/lib/postgresql -maxdepth 3 -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n 1)"
+    PG_BIN="${PG_BIN%/initdb}"
+    PG_BIN="${PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}"
+fi
 
 KAFKA_SRC="$LOCAL_DIR/kafka"
 KAFKA_DIR="$DATA_DIR/kafka"
@@ -141,6 +149,7 @@ pg_private_start() {
 }
 
 pg_ensure_installed() {
+    [[ -n $PG_DIR && -x $PG_BIN/initdb ]] && return 0
     if [[ ! -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ]] || ! command -v pg_ctlcluster >/dev/null; then
         apt_install postgres "postgresql-$PG_VERSION" postgresql-client-common postgresql-common
     fi
