@@ -102,6 +102,18 @@ def _price(data: str) -> int:
     return int(json.loads(data).get("price_cents", -1))
 
 
+async def _supervising(run: Path, worker_pid: int, supervisor: asyncio.subprocess.Process) -> None:
+    """Until the supervisor has taken note of the worker: a fault before that would go unwatched."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            if json.loads((run / "supervisor.json").read_text())["units"]["worker"]["pid"] == worker_pid:
+                return
+        assert supervisor.returncode is None, "the supervisor exited"
+        assert time.monotonic() < deadline, "the supervisor did not take note of the worker in 60 s"
+        await asyncio.sleep(0.1)
+
+
 async def _wait_url(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
@@ -141,6 +153,7 @@ async def chaos_stack(root: Path) -> AsyncIterator[Chaos]:
             supervisor = await asyncio.create_subprocess_exec(
                 *feastflow_command("supervise"), env=stack.env, stdout=log, stderr=log, start_new_session=True
             )
+        await _supervising(run, worker.pid, supervisor)
         items: list[Item] = [(c, f"{c}-r", f"{c}-r-{n}") for c in CITIES for n in range(ITEMS_PER_CITY)]
         clients = {
             city: ResumingSse(f"{stack.api_url(index % 2)}/v1/cities/{city}/menu/stream")
