@@ -31,6 +31,7 @@ class Answers:
     sent_at: dict[int, float] = field(default_factory=dict)  # price -> when it was sent (monotonic)
     bodies_5xx: list[str] = field(default_factory=list)
     by_phase: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # phase -> outcomes
+    slowest_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # phase -> longest answer
 
     @property
     def acked_total(self) -> int:
@@ -44,7 +45,9 @@ class PacedPriceChanges:
     stack: Stack
     items: list[Item]
     rate_per_s: float = 25.0
-    timeout_s: float = 10.0
+    # Past the API's own bound on a Kafka write (its producer's 15 s request timeout): a client that gave up
+    # sooner would report its own impatience, not the answer the API gives during an outage.
+    timeout_s: float = 30.0
     answers: Answers = field(default_factory=Answers)
     phase: str = "steady"  # what the test is doing to the stack meanwhile, to tell which outage caused what
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,6 +91,7 @@ class PacedPriceChanges:
     async def _send(self, session: aiohttp.ClientSession, pod: int, item: Item, price: int) -> None:
         city, restaurant_id, item_id = item
         key = (city, item_id)
+        phase, started = self.phase, time.monotonic()
         try:
             async with session.post(
                 f"{self.stack.api_url(pod)}/v1/admin/events",
@@ -95,8 +99,9 @@ class PacedPriceChanges:
                 headers=self.stack.admin_headers(),
             ) as response:
                 body = await response.text()
+                self.answers.slowest_s[phase] = max(self.answers.slowest_s[phase], time.monotonic() - started)
                 self.answers.statuses[response.status] += 1
-                self.answers.by_phase[self.phase][str(response.status)] += 1
+                self.answers.by_phase[phase][str(response.status)] += 1
                 if response.status == 202:
                     self.answers.acked[key].append(price)
                     return
@@ -107,7 +112,7 @@ class PacedPriceChanges:
                     self.answers.bodies_5xx.append(f"{response.status} {body[:300]}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.answers.errors[type(exc).__name__] += 1
-            self.answers.by_phase[self.phase][type(exc).__name__] += 1
+            self.answers.by_phase[phase][type(exc).__name__] += 1
             self.answers.unknown[key].add(price)
 
 

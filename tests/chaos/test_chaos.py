@@ -247,6 +247,7 @@ async def test_killing_each_dependency_and_the_worker_loses_nothing(tmp_path: Pa
             "statuses": dict(answers.statuses),
             "errors": dict(answers.errors),
             "by_phase": {phase: dict(outcomes) for phase, outcomes in answers.by_phase.items()},
+            "slowest_answer_s": {phase: round(s, 1) for phase, s in answers.slowest_s.items()},
             "503_without_retry_after": answers.without_retry_after,
             "unknown_outcome": sum(len(p) for p in answers.unknown.values()),
             "unknown_outcome_applied": unknown_applied,  # e.g. published, then answered 500
