@@ -12,6 +12,7 @@ export FEASTFLOW_DATA := $(DATA)
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
 	@echo "make stop   - stop everything make run started"
+	@echo "make status - what runs: each unit's pid, uptime and restart count (the supervisor restarts crashed units)"
 	@echo "make test   - the same set-up, then the whole test suite"
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make deploy-tools - helm, actionlint, kubernetes-validate, checkov, hadolint for tests/deploy (cached)"

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rehearse.add_argument("--order-rate", type=float, default=5.0, help="orders per second")
     rebuild = commands.add_parser("rebuild-projection", help="rewrite Redis from the workers' tables")
     rebuild.add_argument("--city", action="append", help="a city (repeatable); default: every city")
+    supervisor = commands.add_parser("supervise", help="keep the local stack's units running (restarts, back-off)")
+    supervisor.add_argument("--status", action="store_true", help="print each unit's pid, uptime and restarts")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     configure_logging()
@@ -190,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(request_rebuild(settings, cities))
         print(f"rebuild requested for: {', '.join(cities)} (the workers rewrite Redis in order with other changes)")
         return 0
+    if args.command == "supervise":
+        from feastflow.supervisor import print_status, supervise
+
+        return print_status(settings) if args.status else supervise(settings)
     parser.error(f"unknown command {args.command}")
     return 2
 

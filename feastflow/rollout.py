@@ -303,6 +303,14 @@ async def stop_gracefully(pid: int, name: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def stop_restarted(current: int | None, unit: Unit, name: str) -> None:
+    """The supervisor (feastflow.supervisor) restarts a unit that crashed while we replaced it; the pid file
+    then names that restart, not `unit`. Recording the successor took it out of supervision: stop it too."""
+    if current is not None and current != unit.pid:
+        logger.warning("%s crashed and was restarted (pid %d) during the rollout; stopping that one too", name, current)
+        await stop_gracefully(current, f"{name} (restarted)")
+
+
 def code_of(pid: int) -> Path:
     """The checkout a running unit runs: its PYTHONPATH (set by rollouts), else this checkout (set by make run)."""
     try:
@@ -340,10 +348,12 @@ async def replace_api_pod(stack: LocalStack, unit: Unit, code: Path, guard: Guar
     say(f"{unit.name}: new pod ready and baked on :{port} (pid {pid})")
     ports = [port if p == unit.port else p for p in ports]
     await stack.route_gateway_to(ports)
+    restarted = stack.pid_of(unit.name)
     stack.record(unit.name, pid)
     stack.record_api_ports(ports)
     say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
     await stop_gracefully(unit.pid, f"old {unit.name}")
+    await stop_restarted(restarted, unit, f"old {unit.name}")
     stack.unscrape("api", unit.port)
     say(f"{unit.name}: old pod (pid {unit.pid}) exited")
     return Replaced(unit.name, previous)
@@ -379,9 +389,11 @@ async def roll_worker(
         raise
     stack.scrape("worker", "worker", port)
     say(f"worker: {successor} ready and baked on :{port} (pid {pid}); stopping {name}")
+    restarted = stack.pid_of("worker")
     stack.record("worker", pid)
     stack.record_worker(successor, port)
     await stop_gracefully(unit.pid, f"worker {name}")
+    await stop_restarted(restarted, unit, f"worker {name}")
     stack.unscrape("worker", unit.port)
     shutil.rmtree(stack.worker_data_dir(name), ignore_errors=True)  # its tables live in changelogs
     say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's own processes on the local stack: one stream worker and the API pods.
+# The project's own processes on the local stack: one stream worker and the API pods, and their supervisor.
 #   deploy/local/apps.sh up|down|status
 # Each runs detached with a pid file and a log under $FEASTFLOW_DATA/logs; `up` waits until each is ready.
+# The supervisor (`feastflow supervise`, feastflow/supervisor.py) restarts a unit whose process exits while its
+# pid file still names it, with back-off; `down` stops it first, so stopping the units is never a crash.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,6 +47,27 @@ start() {
     log "$component" "ready (pid $(<"$pidfile"), $(elapsed "$start_ms"))"
 }
 
+# The supervisor starts last: it learns how to restart each unit from the running process.
+supervisor_up() {
+    local pidfile="$RUN_DIR/supervisor.pid" deadline=$(( SECONDS + 10 ))
+    if pid_alive "$pidfile" "supervise"; then
+        log supervisor "already running (pid $(<"$pidfile"))"
+        return 0
+    fi
+    rm -f "$RUN_DIR/supervisor.json"
+    setsid nohup "$FEASTFLOW_BIN" supervise >>"$LOG_DIR/supervisor.log" 2>&1 </dev/null 9>&- &
+    echo $! >"$pidfile"
+    until [[ -s $RUN_DIR/supervisor.json ]]; do
+        pid_alive "$pidfile" "supervise" || die supervisor "exited while starting; see $LOG_DIR/supervisor.log"
+        (( SECONDS < deadline )) || die supervisor "no state after 10s; see $LOG_DIR/supervisor.log"
+        sleep 0.2
+    done
+    local units=() unit
+    shopt -s nullglob
+    for unit in "$RUN_DIR"/worker.pid "$RUN_DIR"/api-*.pid; do units+=("$(basename "$unit" .pid)"); done
+    log supervisor "supervising ${units[*]} (pid $(<"$pidfile"))"
+}
+
 apps_up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
@@ -56,19 +79,27 @@ apps_up() {
         start "api-$index" "http://127.0.0.1:$port/readyz" FEASTFLOW_API_PORT="$port" -- api
         scrape_target api "api-$index" "$port"
     done
+    supervisor_up
 }
 
 apps_down() {
     local pidfile
     shopt -s nullglob
+    stop_pidfile supervisor "$RUN_DIR/supervisor.pid" "supervise" 10
+    rm -f "$RUN_DIR/supervisor.json"
     for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/worker.pid; do
         stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "feastflow" 30
     done
     forget_scrape_targets
 }
 
+# Each unit's pid, uptime and restart count, from the supervisor; without a virtualenv, the pid files alone.
 apps_status() {
     local pidfile down=0
+    if [[ -x $FEASTFLOW_BIN ]]; then
+        "$FEASTFLOW_BIN" supervise --status
+        return
+    fi
     shopt -s nullglob
     for pidfile in "$RUN_DIR"/*.pid; do
         if pid_alive "$pidfile" "feastflow"; then

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Local data services for Feast Flow: Redis, PostgreSQL 15, Kafka 3.9 (KRaft, from Maven Central jars).
 #
-#   deploy/local/infra.sh up|down|status
+#   deploy/local/infra.sh up|down|status [redis|postgres|kafka]...   (default: all three)
 #
 # Environment: FEASTFLOW_DATA (default <repo>/.data), FEASTFLOW_REDIS_PORT (6379), FEASTFLOW_PG_PORT (5432),
 # FEASTFLOW_KAFKA_PORT (9092), FEASTFLOW_KAFKA_CONTROLLER_PORT (9093), FEASTFLOW_KAFKA_START_TIMEOUT (60 s).
+# FEASTFLOW_PG_DIR: run PostgreSQL as a plain cluster in that folder (initdb + pg_ctl, its socket there too)
+# instead of the system's 15/main; with other ports and FEASTFLOW_DATA this gives a second, private set of
+# services (the chaos test kills and restarts its own, never the shared ones).
 set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REDIS_PORT="${FEASTFLOW_REDIS_PORT:-6379}"
@@ -23,6 +27,15 @@ PG_ROLE=feastflow
 PG_PASSWORD=feastflow
 PG_DATABASES=(feastflow feastflow_test)
 PG_MARKER="$DATA_DIR/postgres/started-by-infra"
+PG_DIR="${FEASTFLOW_PG_DIR:-}"
+PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
+# A private cluster is anyone's to create: any installed server will do when $PG_VERSION is not there
+# (CI's Ubuntu runners come with another one).
+if [[ -n $PG_DIR && ! -x $PG_BIN/initdb ]]; then
+    PG_BIN="$(find /usr/lib/postgresql -maxdepth 3 -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n 1)"
+    PG_BIN="${PG_BIN%/initdb}"
+    PG_BIN="${PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}"
+fi
 
 KAFKA_SRC="$LOCAL_DIR/kafka"
 KAFKA_DIR="$DATA_DIR/kafka"
@@ -84,12 +97,59 @@ redis_status() {
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
 
+# as_pg COMMAND... — run as the database superuser: the postgres user when we are root, else ourselves.
+# cd / because the postgres user cannot read the caller's working directory.
+as_pg() {
+    if (( EUID == 0 )); then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
 pg_psql() {
-    # cd / because the postgres user cannot read the caller's working directory.
-    (cd / && runuser -u postgres -- psql -p "$PG_PORT" -d postgres -X -q -t -A -v ON_ERROR_STOP=1 "$@")
+    local socket=()
+    [[ -n $PG_DIR ]] && socket=(-h "$PG_DIR")
+    if [[ -n $PG_DIR ]] && (( EUID != 0 )); then socket+=(-U "$(id -un)"); fi
+    as_pg psql "${socket[@]}" -p "$PG_PORT" -d postgres -X -q -t -A -v ON_ERROR_STOP=1 "$@"
+}
+
+# A killed postmaster leaves postmaster.pid behind. The server refuses to start while that pid exists, and a
+# zombie exists until PID 1 reaps it (this VM's init takes seconds): wait for it, and once only a zombie is
+# left (dead, holding nothing) remove the lock file for it.
+pg_private_wait_reaped() {
+    local pid deadline=$(( SECONDS + 10 ))
+    pid="$(head -n 1 "$PG_DIR/postmaster.pid" 2>/dev/null)" || return 0
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    wait_pid_gone "$pid" 10 || return 0  # really running: pg_ctl says so
+    while [[ -e /proc/$pid ]]; do
+        if (( SECONDS >= deadline )); then
+            log postgres "postmaster $pid is dead but not yet reaped; removing its lock file"
+            rm -f "$PG_DIR/postmaster.pid"
+            return 0
+        fi
+        sleep 0.2
+    done
+}
+
+# A private cluster in $PG_DIR, owned by the superuser, listening on 127.0.0.1:$PG_PORT and a socket in $PG_DIR.
+pg_private_start() {
+    local start; start="$(now_ms)"
+    if [[ ! -f $PG_DIR/PG_VERSION ]]; then
+        mkdir -p "$PG_DIR"
+        (( EUID == 0 )) && chown postgres: "$PG_DIR"
+        chmod 700 "$PG_DIR"
+        as_pg "$PG_BIN/initdb" -D "$PG_DIR" -E UTF8 --no-sync --auth-local=peer --auth-host=scram-sha-256 \
+            >"$PG_DIR.initdb.log" 2>&1 || die postgres "initdb failed, see $PG_DIR.initdb.log"
+        log postgres "created a cluster in $PG_DIR"
+    fi
+    pg_private_wait_reaped
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 \
+        -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR" start \
+        </dev/null >/dev/null 9>&- || die postgres "pg_ctl start failed, see $PG_DIR/server.log"
+    mkdir -p "$(dirname "$PG_MARKER")"
+    touch "$PG_MARKER"
+    log postgres "started $PG_DIR on 127.0.0.1:$PG_PORT ($(elapsed "$start"))"
 }
 
 pg_ensure_installed() {
+    [[ -n $PG_DIR && -x $PG_BIN/initdb ]] && return 0
     if [[ ! -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ]] || ! command -v pg_ctlcluster >/dev/null; then
         apt_install postgres "postgresql-$PG_VERSION" postgresql-client-common postgresql-common
     fi
@@ -148,6 +208,8 @@ pg_up() {
     pg_ensure_installed
     if pg_ready; then
         log postgres "already running on 127.0.0.1:$PG_PORT"
+    elif [[ -n $PG_DIR ]]; then
+        pg_private_start
     else
         pg_ensure_cluster
         pg_start
@@ -158,6 +220,11 @@ pg_up() {
 pg_down() {
     if [[ ! -f $PG_MARKER ]]; then
         log postgres "left running (not started by this script)"
+        return
+    fi
+    if [[ -n $PG_DIR ]]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop </dev/null >/dev/null || log postgres "not running"
+        rm -f "$PG_MARKER"
         return
     fi
     if pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1; then
@@ -327,31 +394,30 @@ owner_note() {
     else printf ' (not started by infra.sh)'; fi
 }
 
-usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status [redis|postgres|kafka]..." >&2; exit 2; }
 
+# The services named, in the order given (default: all; down stops Kafka first, as before).
 main() {
-    [[ $# == 1 ]] || usage
-    case "$1" in
-        up)
-            take_lock infra
-            ensure_python3 infra
-            redis_up
-            pg_up
-            kafka_up ;;
-        down)
-            take_lock infra
-            kafka_down
-            redis_down
-            pg_down ;;
-        status)
-            ensure_python3 infra
-            local rc=0
-            redis_status || rc=1
-            pg_status || rc=1
-            kafka_status || rc=1
-            return "$rc" ;;
+    (( $# >= 1 )) || usage
+    local action="$1" service rc=0; shift
+    local services=("$@")
+    if (( ${#services[@]} == 0 )); then
+        if [[ $action == down ]]; then services=(kafka redis postgres); else services=(redis postgres kafka); fi
+    fi
+    for service in "${services[@]}"; do
+        case "$service" in redis|kafka) ;; postgres) service=pg ;; *) usage ;; esac
+    done
+    case "$action" in
+        up) take_lock infra; ensure_python3 infra ;;
+        down) take_lock infra ;;
+        status) ensure_python3 infra ;;
         *) usage ;;
     esac
+    for service in "${services[@]}"; do
+        [[ $service == postgres ]] && service=pg
+        "${service}_${action}" || rc=1
+    done
+    return "$rc"
 }
 
 main "$@"

@@ -34,6 +34,7 @@ Tokens:   .venv/bin/feastflow token --role admin      (or --role customer [--sub
 Watch:    curl -N $gateway/v1/cities/blr/menu/stream
 Change:   curl -X POST $gateway/v1/admin/events -H "Authorization: Bearer \$(.venv/bin/feastflow token --role admin)" \\
             -d '{"type":"price.set","city":"blr","restaurant_id":"blr-r01","item_id":"blr-r01-i001","price_cents":4200}'
+Status:   make status           (pids, uptimes, restarts: a crashed worker or API pod is restarted)
 Deploy:   make rollout          (rolling restart; REF=<git ref> to roll to another version)
 Stop:     make stop
 TEXT

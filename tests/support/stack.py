@@ -27,9 +27,11 @@ TEST_PG_DATABASE = "feastflow_test"
 CITIES = "blr:Bengaluru:INR,mum:Mumbai:INR,ams:Amsterdam:EUR"
 
 
-def _pg_dsn(schema: str | None) -> str:
-    dsn = f"dbname={TEST_PG_DATABASE} user=feastflow password=feastflow host=127.0.0.1 port=5432"
-    return dsn + (f" options='-c search_path={schema}'" if schema else "")
+SHARED_PG_DSN = f"dbname={TEST_PG_DATABASE} user=feastflow password=feastflow host=127.0.0.1 port=5432"
+
+
+def _pg_dsn(schema: str | None, base: str = SHARED_PG_DSN) -> str:
+    return base + (f" options='-c search_path={schema}'" if schema else "")
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Process] = field(default_factory=dict)
     apis: list[Process] = field(default_factory=list)
+    # Other infrastructure than the shared services (tests/support/infra.py): where each one is.
+    kafka_bootstrap: str | None = None  # None: FEASTFLOW_KAFKA or the settings' default, as before
+    redis_url: str = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    pg_dsn_base: str = SHARED_PG_DSN
 
     def __post_init__(self) -> None:
         self.secret = secrets.token_hex(32)  # 64 hex characters: pods refuse secrets under 32 bytes
@@ -46,8 +52,9 @@ class Stack:
             **os.environ,
             "FEASTFLOW_NAMESPACE": self.namespace,
             "FEASTFLOW_DATA": str(self.root / "data"),
-            "FEASTFLOW_REDIS_URL": f"redis://127.0.0.1:6379/{TEST_REDIS_DB}",
-            "FEASTFLOW_PG_DSN": _pg_dsn(self.namespace),
+            **({"FEASTFLOW_KAFKA": self.kafka_bootstrap} if self.kafka_bootstrap else {}),
+            "FEASTFLOW_REDIS_URL": self.redis_url,
+            "FEASTFLOW_PG_DSN": _pg_dsn(self.namespace, self.pg_dsn_base),
             "FEASTFLOW_JWT_SECRET": self.secret,
             "FEASTFLOW_CITIES": CITIES,
             "FEASTFLOW_DRAIN_S": "2",
@@ -83,7 +90,7 @@ class Stack:
         return {"Authorization": f"Bearer {self.token()}"}
 
     async def start(self, api_count: int = 1, worker_names: tuple[str, ...] = ("w1",)) -> "Stack":
-        await prepare_schema(self.namespace)
+        await prepare_schema(self.namespace, self.pg_dsn_base)
         settings = self.settings
         await ensure_topics(settings)
         await migrate(settings.pg_dsn)
@@ -168,8 +175,8 @@ class Stack:
             return menu
 
 
-async def prepare_schema(schema: str) -> None:
-    async with aiopg.connect(_pg_dsn(None)) as conn, conn.cursor() as cur:
+async def prepare_schema(schema: str, base: str = SHARED_PG_DSN) -> None:
+    async with aiopg.connect(_pg_dsn(None, base)) as conn, conn.cursor() as cur:
         await cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
