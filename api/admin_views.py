@@ -79,7 +79,10 @@ async def publish_events(request: web.Request) -> web.Response:
         await app[PUBLISHER].publish(batch)
     except Exception as exc:
         logger.error("publishing batch %s failed: %r", batch.batch_id, exc)
-        raise NotReady("the event log did not acknowledge the change; retry", code="publish_failed") from None
+        raise NotReady(
+            "the event log did not acknowledge the change in time; it may still apply: check before retrying",
+            code="publish_failed",
+        ) from None
     await _mark_published(request, events, now)
     logger.info(
         "published %d events",

@@ -1,5 +1,13 @@
-"""The API's Kafka producer: idempotent, acks=all; a request is answered only after Kafka acknowledged."""
+"""The API's Kafka producer: idempotent, acks=all; a request is answered only after Kafka acknowledged.
 
+An acknowledgement is awaited for `ack_timeout_s` at most: while the broker is gone aiokafka keeps a record
+buffered (and delivers it once the broker is back) without ever failing the send, so an unbounded wait leaves
+the client with no answer at all. Past the bound the request answers 503; the record's fate is then unknown to
+the client (it may still be delivered), which is why order commands carry an idempotency key and admin events
+may carry expected_version.
+"""
+
+import asyncio
 import logging
 import time
 
@@ -13,11 +21,21 @@ from streams.topics import catalog_topic_name, order_topic_name
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_ACK_TIMEOUT_S = 10.0
+
+
 class EventPublisher:
-    def __init__(self, bootstrap: str, namespace: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        namespace: str,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+        producer: AIOKafkaProducer | None = None,
+    ) -> None:
+        self.ack_timeout_s = ack_timeout_s
         self.catalog_topic = catalog_topic_name(namespace)
         self.order_topic = order_topic_name(namespace)
-        self.producer = AIOKafkaProducer(
+        self.producer = producer or AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
@@ -43,7 +61,8 @@ class EventPublisher:
     async def _send(self, kind: str, topic: str, value: bytes, key: bytes) -> int:
         started = time.perf_counter()
         try:
-            metadata = await self.producer.send_and_wait(topic, value, key=key)
+            async with asyncio.timeout(self.ack_timeout_s):
+                metadata = await self.producer.send_and_wait(topic, value, key=key)
         except Exception:
             PRODUCE_FAILURES.labels(kind).inc()
             raise
