@@ -23,7 +23,7 @@ READY_TIMEOUT="${FEASTFLOW_READY_TIMEOUT:-120}"
 wait_ready() {
     local component="$1" url="$2" pidfile="$3" deadline=$(( SECONDS + READY_TIMEOUT ))
     until curl -fs -o /dev/null --max-time 2 "$url"; do
-        pid_alive "$pidfile" "feastflow" || die "$component" "exited while starting; see $LOG_DIR/$component.log"
+        pid_running "$(<"$pidfile")" || die "$component" "exited while starting; see $LOG_DIR/$component.log"
         (( SECONDS < deadline )) || die "$component" "not ready after ${READY_TIMEOUT}s; see $LOG_DIR/$component.log"
         sleep 0.5
     done
@@ -58,7 +58,8 @@ supervisor_up() {
     setsid nohup "$FEASTFLOW_BIN" supervise >>"$LOG_DIR/supervisor.log" 2>&1 </dev/null 9>&- &
     echo $! >"$pidfile"
     until [[ -s $RUN_DIR/supervisor.json ]]; do
-        pid_alive "$pidfile" "supervise" || die supervisor "exited while starting; see $LOG_DIR/supervisor.log"
+        # The process itself, not its command line: right after the fork it is still this shell's copy.
+        pid_running "$(<"$pidfile")" || die supervisor "exited while starting; see $LOG_DIR/supervisor.log"
         (( SECONDS < deadline )) || die supervisor "no state after 10s; see $LOG_DIR/supervisor.log"
         sleep 0.2
     done
