@@ -35,7 +35,6 @@ from api.middlewares import (
     body_timeout_middleware,
     errors_middleware,
     metrics_middleware,
-    path_guard_middleware,
     request_id_middleware,
     resume_id_middleware,
 )
@@ -129,7 +128,6 @@ def create_app(settings: Settings) -> web.Application:
             request_id_middleware,
             metrics_middleware,
             errors_middleware,
-            path_guard_middleware,
             limits_middleware(limits),
             resume_id_middleware,
             body_timeout_middleware,

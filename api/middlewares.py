@@ -18,7 +18,7 @@ import redis.exceptions
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from api.errors import ApiError, BadRequest, NotFound, RequestTimeout
+from api.errors import ApiError, BadRequest, RequestTimeout
 from api.keys import SETTINGS
 from api.metrics import DEPENDENCY_ERRORS, LATENCY, REQUESTS
 from api.sse import parse_last_event_id
@@ -170,18 +170,6 @@ async def resume_id_middleware(request: web.Request, handler: Handler) -> web.St
                     code="invalid_last_event_id",
                     field="Last-Event-ID",
                 )
-    return await handler(request)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@web.middleware
-async def path_guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No resource's id has a control character: such a path (say /v1/orders/%00) is unknown here, before any
-    view would hand the id to Redis or PostgreSQL (which refuses NUL). Views still check their ids' forms."""
-    if any(_CONTROL.search(value) for value in request.match_info.values()):
-        raise NotFound("no such resource")
     return await handler(request)
 
 

@@ -104,7 +104,7 @@ def _path(*names: str, cities: Sequence[str] = ()) -> list[dict[str, Any]]:
 
 _EVENT_ID = {
     "type": "string",
-    "pattern": "^[0-9]{1,20}-[0-9]{1,20}$",
+    "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$",
     "description": "an event id as sent in an SSE `id:` line; anything else is a 400 invalid_last_event_id",
 }
 _RESUME = [
