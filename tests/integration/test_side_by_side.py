@@ -26,11 +26,11 @@ def next_version(root: Path) -> Path:
     edits = {
         "models/events.py": [
             (
-                "    price_cents: int | None = None\n\n\n@dataclass(frozen=True, slots=True)\nclass ItemRemoved:",
-                "    price_cents: int | None = None\n    spicy: bool | None = None\n\n\n"
+                "    price_cents: PriceCents | None = None\n\n\n"
+                "@dataclass(frozen=True, slots=True)\nclass ItemRemoved:",
+                "    price_cents: PriceCents | None = None\n    spicy: Flag | None = None\n\n\n"
                 "@dataclass(frozen=True, slots=True)\nclass ItemRemoved:",
             ),
-            ('    "available": _read_bool,\n', '    "available": _read_bool,\n    "spicy": _read_bool,\n'),
         ],
         "models/catalog.py": [
             ("    removed: bool = False\n", "    removed: bool = False\n    spicy: bool = False\n"),
