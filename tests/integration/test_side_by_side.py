@@ -2,6 +2,7 @@
 that knows an extra optional field (`spicy` on items). Each applies the other's events correctly."""
 
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -86,12 +87,16 @@ def batch(city: str, n: int, *, with_spicy: bool) -> tuple[bytes, str]:
 
 
 @pytest.fixture
-async def two_versions(tmp_path: Path) -> Stack:
+async def two_versions(tmp_path: Path) -> AsyncIterator[Stack]:
+    code = next_version(tmp_path)  # before any process starts: a failed patch leaves nothing running
     stack = Stack(tmp_path, extra_env={"FEASTFLOW_CITIES": CITIES})
     stack.env["FEASTFLOW_CITIES"] = CITIES
-    await stack.start(api_count=1, worker_names=("current",))
-    await stack.start_worker("next", code=next_version(tmp_path))
-    return stack
+    try:
+        await stack.start(api_count=1, worker_names=("current",))
+        await stack.start_worker("next", code=code)
+        yield stack
+    finally:
+        stack.stop()
 
 
 async def owned_cities(stack: Stack, http: aiohttp.ClientSession, worker: str) -> list[str]:
@@ -106,27 +111,22 @@ async def test_current_and_next_worker_apply_each_others_events(
     two_versions: Stack, http: aiohttp.ClientSession
 ) -> None:
     stack = two_versions
+    current, following = await owned_cities(stack, http, "current"), await owned_cities(stack, http, "next")
+    assert current and following, f"each version should own a city: {current} / {following}"
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    event_ids = []
     try:
-        current, following = await owned_cities(stack, http, "current"), await owned_cities(stack, http, "next")
-        assert current and following, f"each version should own a city: {current} / {following}"
-        producer = AIOKafkaProducer(
-            bootstrap_servers=stack.settings.kafka_bootstrap, acks="all", enable_idempotence=True
-        )
-        await producer.start()
-        event_ids = []
-        try:
-            for city in (current[0], following[0]):
-                for n, with_spicy in ((1, True), (2, False)):  # a next-version event and a current one
-                    value, event_id = batch(city, n, with_spicy=with_spicy)
-                    await producer.send_and_wait(stack.topic, value, key=city.encode())
-                    event_ids.append(event_id)
-        finally:
-            await producer.stop()
-        await wait_applied(stack, event_ids)
-        assert set((await statuses(stack, event_ids)).values()) == {"applied"}
-        old_city = items_by_id(await stack.menu(http, current[0]))
-        assert {"sbs-1", "sbs-2"} <= set(old_city) and "spicy" not in old_city["sbs-1"]  # ignored, not refused
-        new_city = items_by_id(await stack.menu(http, following[0]))
-        assert new_city["sbs-1"]["spicy"] is True and new_city["sbs-2"]["spicy"] is False  # default filled in
+        for city in (current[0], following[0]):
+            for n, with_spicy in ((1, True), (2, False)):  # a next-version event and a current one
+                value, event_id = batch(city, n, with_spicy=with_spicy)
+                await producer.send_and_wait(stack.topic, value, key=city.encode())
+                event_ids.append(event_id)
     finally:
-        stack.stop()
+        await producer.stop()
+    await wait_applied(stack, event_ids)
+    assert set((await statuses(stack, event_ids)).values()) == {"applied"}
+    old_city = items_by_id(await stack.menu(http, current[0]))
+    assert {"sbs-1", "sbs-2"} <= set(old_city) and "spicy" not in old_city["sbs-1"]  # ignored, not refused
+    new_city = items_by_id(await stack.menu(http, following[0]))
+    assert new_city["sbs-1"]["spicy"] is True and new_city["sbs-2"]["spicy"] is False  # default filled in
