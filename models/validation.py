@@ -78,14 +78,19 @@ def invalid(detail: ErrorDetails, path: Sequence[str | int] = (), code: str | No
 def _bound_message(detail: ErrorDetails) -> str | None:
     context = detail.get("ctx") or {}
     if detail["type"] == "less_than_equal":
-        return f"must be at most {context['le']}"
+        return f"must be at most {_number(context['le'])}"
     if detail["type"] == "greater_than_equal":
-        return f"must be at least {context['ge']}"
+        return f"must be at least {_number(context['ge'])}"
     if detail["type"] == "string_too_short" and context.get("min_length") == 1:
         return "must not be empty"
     if detail["type"] == "string_pattern_mismatch":
         return PATTERN_MESSAGES.get(context.get("pattern", ""))
     return None
+
+
+def _number(bound: Any) -> str:
+    """10.0 reads as 10 in a message; 0.1 stays 0.1."""
+    return str(int(bound)) if isinstance(bound, float) and bound.is_integer() else str(bound)
 
 
 def _lower_first(message: str) -> str:
