@@ -47,7 +47,7 @@ def _auth(stack: Stack, role: Role = Role.CUSTOMER, who: str = "asha") -> dict[s
     return {"Authorization": f"Bearer {stack.token(role, who)}"}
 
 
-def _order(key: str = "h-1", **fields: Any) -> dict[str, Any]:
+def _order(key: Any = "h-1", **fields: Any) -> dict[str, Any]:
     line = {"item_id": "tiffin-0", "quantity": 1, "price_cents": 1000, **fields.pop("line", {})}
     return {"idempotency_key": key, "city": "blr", "restaurant_id": "tiffin", "lines": [line], **fields}
 
