@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from tests.support.polling import PollTimeout, poll_until
+from tests.support.polling import PollTimeout, poll_until, poll_until_sync
 
 
 async def test_a_sync_condition_is_polled_until_it_holds_and_its_value_returned() -> None:
@@ -63,3 +63,10 @@ async def test_an_unexpected_exception_fails_at_once() -> None:
     with pytest.raises(KeyError):
         await poll_until(broken, 10.0, 0.001)
     assert next(calls) == 1
+
+
+def test_the_sync_variant_follows_the_same_rules() -> None:
+    counter = itertools.count()
+    assert poll_until_sync(lambda: next(counter) >= 2, 1.0, 0.001) is True
+    with pytest.raises(PollTimeout, match=r"^gone \(after 0.02s; last value: 0\)$"):
+        poll_until_sync(lambda: 0, 0.02, 0.005, "gone")
