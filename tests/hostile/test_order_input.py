@@ -19,6 +19,7 @@ from models.orders import MAX_LINES
 from streams.topics import order_topic_name
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
+from tests.support.polling import poll_until
 from tests.support.stack import Stack
 
 JSON = "application/json"
@@ -56,13 +57,13 @@ async def _placed(stack: Stack, http: aiohttp.ClientSession, key: str, who: str 
     async with http.post(f"{stack.api_url()}/v1/orders", json=_order(key), headers=_auth(stack, who=who)) as response:
         assert response.status == 202, await response.text()
         order_id: str = (await response.json())["order_id"]
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:  # until the worker decided it
+
+    async def decided() -> bool:
         async with http.get(f"{stack.api_url()}/v1/orders/{order_id}", headers=_auth(stack, who=who)) as response:
-            if response.status == 200 and (await response.json())["status"] != "pending":
-                return order_id
-        assert asyncio.get_running_loop().time() < deadline, f"order {order_id} never decided"
-        await asyncio.sleep(0.05)
+            return response.status == 200 and (await response.json())["status"] != "pending"
+
+    await poll_until(decided, 30, 0.05, f"order {order_id} never decided")
+    return order_id
 
 
 def _topics(stack: Stack) -> KafkaUnchanged:
