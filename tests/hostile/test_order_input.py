@@ -3,7 +3,6 @@
 id is looked up nowhere. (A line price of 2**63 once reached Kafka and then failed the answer with a 500;
 `/v1/orders/{id}:feed` once read another key before the ownership check.)"""
 
-import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
