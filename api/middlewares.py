@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import aiokafka.errors
 import orjson
-import psycopg2  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
+import psycopg2
 import redis.exceptions
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError

@@ -14,7 +14,7 @@ import asyncio
 import enum
 import socket
 
-import psycopg2  # type: ignore[import-untyped]  # no stubs pinned; only its exception classes are used
+import psycopg2
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.exceptions import ConsumerNotStarted, NotReady
 from redis import exceptions as redis_errors

@@ -28,6 +28,7 @@ from feastflow.supervisor import is_unit
 from tests.chaos.load import Answers, Item, PacedPriceChanges, ResumingSse
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.infra import PrivateInfra
+from tests.support.polling import PollTimeout, poll_until
 from tests.support.processes import feastflow_command
 from tests.support.stack import TEST_REDIS_DB, Stack, items_by_id
 
@@ -68,18 +69,21 @@ class Chaos:
 
     async def flowing_again(self, since: float) -> float | None:
         """Seconds from `since` until a change sent after it reached an SSE client (None: not within 60 s)."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def first_arrival() -> tuple[float, ...]:  # a tuple: an arrival 0.0 s after is an answer too
             arrivals = [
                 event.at - since
                 for client in self.clients.values()
                 for event in client.events
                 if event.kind == "item" and self.traffic.answers.sent_at.get(_price(event.data), 0.0) > since
             ]
-            if arrivals:
-                return min(arrivals)
-            await asyncio.sleep(0.1)
-        return None
+            return (min(arrivals),) if arrivals else ()
+
+        try:
+            (took,) = await poll_until(first_arrival, 60, 0.1, "no change flowing")
+        except PollTimeout:
+            return None  # reported with the outage, and failed on at the end with the rest
+        return took
 
     async def outage(self, name: str, kill_and_return: Callable[[], Awaitable[None]]) -> Outage:
         outage = Outage(name, worker_pid_before=self.worker_pid())
@@ -104,26 +108,25 @@ def _price(data: str) -> int:
 
 async def _supervising(run: Path, worker_pid: int, supervisor: asyncio.subprocess.Process) -> None:
     """Until the supervisor has taken note of the worker: a fault before that would go unwatched."""
-    deadline = time.monotonic() + 60
-    while True:
+
+    def noted() -> bool:
+        if supervisor.returncode is not None:
+            raise RuntimeError("the supervisor exited")
         with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-            if json.loads((run / "supervisor.json").read_text())["units"]["worker"]["pid"] == worker_pid:
-                return
-        assert supervisor.returncode is None, "the supervisor exited"
-        assert time.monotonic() < deadline, "the supervisor did not take note of the worker in 60 s"
-        await asyncio.sleep(0.1)
+            return bool(json.loads((run / "supervisor.json").read_text())["units"]["worker"]["pid"] == worker_pid)
+        return False
+
+    await poll_until(noted, 60, 0.1, "the supervisor did not take note of the worker")
 
 
 async def _wait_url(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not 200 after {timeout}s")
+
+        async def answers_200() -> bool:
+            async with session.get(url) as response:
+                return response.status == 200
+
+        await poll_until(answers_200, timeout, 0.2, f"{url} not 200")
 
 
 @contextlib.asynccontextmanager
@@ -199,10 +202,8 @@ async def test_killing_each_dependency_and_the_worker_loses_nothing(tmp_path: Pa
         async def worker() -> None:
             old = chaos.worker_pid()
             os.kill(old, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while chaos.worker_pid() == old:  # the supervisor restarts it, after its 1 s back-off
-                assert time.monotonic() < deadline, "the supervisor did not restart the worker"
-                await asyncio.sleep(0.1)
+            # The supervisor restarts it, after its 1 s back-off.
+            await poll_until(lambda: chaos.worker_pid() != old, 30, 0.1, "the supervisor did not restart the worker")
             await _wait_url(f"{stack.worker_url()}/feastflow/ready/", 90)
 
         async def kafka() -> None:
@@ -217,7 +218,7 @@ async def test_killing_each_dependency_and_the_worker_loses_nothing(tmp_path: Pa
 
         for name, step in (("redis", redis), ("worker", worker), ("kafka", kafka), ("postgres", postgres)):
             await chaos.outage(name, step)
-        await asyncio.sleep(3.0)  # a few more changes after the last return
+        await asyncio.sleep(3.0)  # load, not waiting: a few more changes after the last return
         await chaos.traffic.stop()
         answers = chaos.traffic.answers
 
@@ -229,8 +230,8 @@ async def test_killing_each_dependency_and_the_worker_loses_nothing(tmp_path: Pa
         for city, client in chaos.clients.items():
             expected = {item: prices for (c, item), prices in answers.acked.items() if c == city}
             want = sum(len(p) for p in expected.values())
-            with contextlib.suppress(TimeoutError):
-                await _wait_for(partial(_all_seen, client, answers, want), 30)
+            with contextlib.suppress(PollTimeout):  # what is still missing is counted below
+                await poll_until(partial(_all_seen, client, answers, want), 30, 0.2)
             seen = client.prices()
             for item_id, prices in expected.items():
                 unknown = answers.unknown.get((city, item_id), set())
@@ -296,20 +297,14 @@ def _all_seen(client: ResumingSse, answers: Answers, want: int) -> bool:
     return sum(1 for prices in client.prices().values() for p in prices if p in acked) >= want
 
 
-async def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.2)
-
-
 async def _final_menus(chaos: Chaos) -> tuple[int, list[str]]:
     """Polls (up to 60 s) until every item shows its last acknowledged price; returns the count and the rest."""
     answers = chaos.traffic.answers
-    deadline = time.monotonic() + 60
+    last: tuple[int, list[str]] = (0, [])
     async with aiohttp.ClientSession() as session:
-        while True:
+
+        async def all_right() -> bool:
+            nonlocal last
             ok, wrong = 0, []
             for city in CITIES:
                 menu = items_by_id(await chaos.stack.menu(session, city))
@@ -322,6 +317,9 @@ async def _final_menus(chaos: Chaos) -> tuple[int, list[str]]:
                         ok += 1
                     else:
                         wrong.append(f"{item_id}: shows {shown}, last acknowledged {prices[-1]}")
-            if not wrong or time.monotonic() > deadline:
-                return ok, wrong
-            await asyncio.sleep(0.5)
+            last = (ok, wrong)
+            return not wrong
+
+        with contextlib.suppress(PollTimeout):  # the caller reports what is still wrong
+            await poll_until(all_right, 60, 0.5)
+    return last

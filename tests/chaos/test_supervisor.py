@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from feastflow.rollout import Unit, process_alive, stop_restarted
 from feastflow.supervisor import BackOff, Supervisor, is_unit, read_pid, status_lines
+from tests.support.polling import poll_until_sync
 
 # "feastflow" in the command line: the supervisor only adopts the project's processes.
 UNIT = [sys.executable, "-c", "import os, time; print('started', os.environ['UNIT_MARK'], flush=True); time.sleep(600)"]
@@ -49,10 +49,8 @@ def start_unit(run_dir: Path, name: str, mark: str) -> subprocess.Popen[bytes]:
             start_new_session=True,
         )
     STARTED.append(unit)
-    deadline = time.monotonic() + 10
-    while not is_unit(unit.pid):  # just spawned, /proc may still show the parent's image for a moment
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # Just spawned, /proc may still show the parent's image for a moment.
+    poll_until_sync(lambda: is_unit(unit.pid), 10, 0.01, f"{unit.pid} never looked like a unit")
     (run_dir / f"{name}.pid").write_text(f"{unit.pid}\n")
     return unit
 
@@ -63,17 +61,15 @@ def kill(process: subprocess.Popen[bytes] | int) -> None:
     if isinstance(process, subprocess.Popen):
         process.wait(5)
     else:
-        deadline = time.monotonic() + 5
-        while process_alive(pid):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        poll_until_sync(lambda: not process_alive(pid), 5, message=f"{pid} still alive after SIGKILL")
 
 
 def wait_log(path: Path, text: str, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while path.read_text().count(text) < count:
-        assert time.monotonic() < deadline, path.read_text()
-        time.sleep(0.05)
+    def logged() -> bool:
+        assert path.read_text().count(text) >= count, path.read_text()
+        return True
+
+    poll_until_sync(logged, 10, message=f"{text!r} not logged {count} times")
 
 
 def test_a_crashed_unit_is_restarted_the_same_way_with_back_off(run_dir: Path) -> None:

@@ -135,7 +135,8 @@ def seconds(duration: str) -> int:
 def analysis_seconds(template: Manifest) -> int:
     """How long an AnalysisRun of this template takes when every measurement is taken."""
     return max(
-        seconds(m.get("initialDelay", "0s")) + m["count"] * seconds(m["interval"]) for m in template["spec"]["metrics"]
+        seconds(m.get("initialDelay", "0s")) + int(m["count"]) * seconds(m["interval"])
+        for m in template["spec"]["metrics"]
     )
 
 

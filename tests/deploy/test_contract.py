@@ -70,7 +70,7 @@ def _api_route_path(handler: Callable[..., Any]) -> str:
 def _port_number(container: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    return int(next(p["containerPort"] for p in container["ports"] if p["name"] == port))
 
 
 def test_api_probes_hit_the_routes_that_mean_alive_and_ready_on_the_port_it_listens_on(env: Rendered) -> None:

@@ -8,6 +8,7 @@ import yaml
 from tests.deploy.conftest import (
     ENVIRONMENTS,
     REPO,
+    Manifest,
     Rendered,
     assert_scan_clean,
     checkov,
@@ -87,7 +88,7 @@ def test_security_scan_flags_a_privileged_pod(tmp_path: Path) -> None:
     assert "CKV_K8S_16" in failed  # privileged containers
 
 
-def _argocd() -> dict[str, dict[str, object]]:
+def _argocd() -> dict[str, Manifest]:
     documents = [d for path in sorted(ARGOCD.glob("*.yaml")) for d in load_manifests(path.read_text())]
     return {d["metadata"]["name"]: d for d in documents}
 

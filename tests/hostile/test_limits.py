@@ -4,7 +4,6 @@ X-Forwarded-For a trusted proxy (here: the test, on 127.0.0.1) appends."""
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from api.errors import RateLimited, Unavailable
 from api.limits import ClientLimits
 from tests.support.contract import assert_contract_answer
+from tests.support.polling import poll_until
 from tests.support.raw_http import seconds_until_closed
 from tests.support.stack import Stack
 
@@ -65,10 +65,11 @@ async def _stream_status(http: aiohttp.ClientSession, url: str, address: str) ->
 
 
 async def _until_accepted(http: aiohttp.ClientSession, url: str, address: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (await _stream_status(http, url, address)).status != 200:
-        assert time.monotonic() < deadline, f"{address} never got a stream slot back"
-        await asyncio.sleep(0.5)  # stream starts are reads too: stay under the read rate
+    async def accepted() -> bool:
+        return (await _stream_status(http, url, address)).status == 200
+
+    # Every 0.5 s: stream starts are reads too, so stay under the read rate.
+    await poll_until(accepted, timeout, 0.5, f"{address} never got a stream slot back")
 
 
 async def test_too_many_streams_from_one_client_answer_429_with_retry_after(

@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
-from schemathesis.schemas import APIOperation
+from schemathesis.schemas import APIOperation as GenericOperation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -28,6 +28,9 @@ from api.auth import Role
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import ERROR_STATUSES, assert_error_body
 from tests.support.stack import Stack
+
+APIOperation = GenericOperation[Any, Any, Any, Any]
+OpenApiCase = Case[Any]
 
 # Bounded by examples, not by the clock (a loaded machine must not fail it): about 280 requests, 30 s here.
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 15}
@@ -58,7 +61,7 @@ def _operations(schema: Any) -> Iterator[APIOperation]:
             yield operation
 
 
-def _send(case: Case, base_url: str, token: str) -> requests.Response:
+def _send(case: OpenApiCase, base_url: str, token: str) -> requests.Response:
     kwargs = case.as_transport_kwargs(base_url=base_url, headers={"Authorization": f"Bearer {token}"})
     response = requests.request(**kwargs, stream=True, timeout=10, allow_redirects=False)
     if _is_stream(response):
@@ -72,7 +75,7 @@ def _is_stream(response: requests.Response) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
-def _assert_contract_answer(case: Case, response: requests.Response) -> None:
+def _assert_contract_answer(case: OpenApiCase, response: requests.Response) -> None:
     body = "" if _is_stream(response) else response.text[:300]
     described = f"{case.method} {case.formatted_path} -> {response.status_code}: {body}"
     assert response.status_code < 500 or response.status_code == 503, described
@@ -97,7 +100,7 @@ def _fuzz(
         suppress_health_check=list(HealthCheck),
     )
     @given(case=operation.as_strategy(generation_mode=mode))
-    def fuzz(case: Case) -> None:
+    def fuzz(case: OpenApiCase) -> None:
         response = _send(case, base_url, token)
         statuses[response.status_code] += 1
         _assert_contract_answer(case, response)

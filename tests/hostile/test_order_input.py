@@ -3,7 +3,6 @@
 id is looked up nowhere. (A line price of 2**63 once reached Kafka and then failed the answer with a 500;
 `/v1/orders/{id}:feed` once read another key before the ownership check.)"""
 
-import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from models.orders import MAX_LINES
 from streams.topics import order_topic_name
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
+from tests.support.polling import poll_until
 from tests.support.stack import Stack
 
 JSON = "application/json"
@@ -47,7 +47,7 @@ def _auth(stack: Stack, role: Role = Role.CUSTOMER, who: str = "asha") -> dict[s
     return {"Authorization": f"Bearer {stack.token(role, who)}"}
 
 
-def _order(key: str = "h-1", **fields: Any) -> dict[str, Any]:
+def _order(key: Any = "h-1", **fields: Any) -> dict[str, Any]:
     line = {"item_id": "tiffin-0", "quantity": 1, "price_cents": 1000, **fields.pop("line", {})}
     return {"idempotency_key": key, "city": "blr", "restaurant_id": "tiffin", "lines": [line], **fields}
 
@@ -56,13 +56,13 @@ async def _placed(stack: Stack, http: aiohttp.ClientSession, key: str, who: str 
     async with http.post(f"{stack.api_url()}/v1/orders", json=_order(key), headers=_auth(stack, who=who)) as response:
         assert response.status == 202, await response.text()
         order_id: str = (await response.json())["order_id"]
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:  # until the worker decided it
+
+    async def decided() -> bool:
         async with http.get(f"{stack.api_url()}/v1/orders/{order_id}", headers=_auth(stack, who=who)) as response:
-            if response.status == 200 and (await response.json())["status"] != "pending":
-                return order_id
-        assert asyncio.get_running_loop().time() < deadline, f"order {order_id} never decided"
-        await asyncio.sleep(0.05)
+            return response.status == 200 and (await response.json())["status"] != "pending"
+
+    await poll_until(decided, 30, 0.05, f"order {order_id} never decided")
+    return order_id
 
 
 def _topics(stack: Stack) -> KafkaUnchanged:

@@ -78,6 +78,7 @@ def _customer(stack: Stack) -> dict[str, str]:
 async def _assert_refused(response: aiohttp.ClientResponse) -> None:
     error = await assert_contract_answer(response)
     assert response.status == 400, response.status
+    assert error is not None
     assert error == {
         "code": "invalid_last_event_id",
         "message": error["message"],

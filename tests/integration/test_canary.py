@@ -18,6 +18,7 @@ from feastflow.rollout import Guardrails, rollback
 from feastflow.settings import Settings
 from models.catalog import effective_price
 from tests.support.builds import build, running_code
+from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 
 GATEWAY = "http://127.0.0.1:8080"
@@ -68,12 +69,12 @@ async def set_surge(settings: Settings, multiplier: float | None) -> None:
         async with http.post(f"{GATEWAY}/v1/admin/events", json=body) as response:
             assert response.status == 202, await response.text()
             (event_id,) = (await response.json())["event_ids"]
-        for _ in range(200):  # applied, so the menu read next already shows it
+
+        async def applied() -> bool:  # so the menu read next already shows it
             async with http.get(f"{GATEWAY}/v1/admin/events/{event_id}") as response:
-                if response.status == 200 and (await response.json())["status"] == "applied":
-                    return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"the surge {multiplier} was never applied")
+                return response.status == 200 and (await response.json())["status"] == "applied"
+
+        await poll_until(applied, 10, 0.05, f"the surge {multiplier} was never applied")
 
 
 async def menu_items(city: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from api.auth import Role
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import assert_contract_answer
+from tests.support.polling import poll_until
 from tests.support.processes import free_port
 from tests.support.sse import SseClient
 from tests.support.stack import Stack
@@ -65,11 +66,9 @@ class PrivateRedis:
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], timeout: float, message: str) -> float:
-    """Poll until `condition` holds; return how long it took."""
+    """poll_until, every 0.1 s; how long it took."""
     started = time.monotonic()
-    while not await condition():
-        assert time.monotonic() - started < timeout, message
-        await asyncio.sleep(0.1)
+    await poll_until(condition, timeout, 0.1, message)
     return time.monotonic() - started
 
 
@@ -244,15 +243,14 @@ async def test_a_postgres_outage_answers_503_never_500_and_recovers_by_itself(
 async def _applied_under_supervision(stack: Stack, event_ids: list[str]) -> None:
     """wait_applied, restarting the worker if it exits, as the local stack's supervisor (or a kubelet) would:
     the worker's own resilience to a Redis outage is another part of issue 13, not what this module tests."""
-    deadline = time.monotonic() + 2 * RECOVERY_S
-    while True:
+
+    async def applied() -> bool:
         if not stack.workers["w1"].alive:
             await stack.start_worker("w1")
-        try:
-            await wait_applied(stack, event_ids, timeout=1.0)
-            return
-        except TimeoutError:
-            assert time.monotonic() < deadline, "the change made after the outage was never applied"
+        await wait_applied(stack, event_ids, timeout=1.0)
+        return True
+
+    await poll_until(applied, 2 * RECOVERY_S, 0, "the change made after the outage was never applied")
 
 
 async def _is(http: aiohttp.ClientSession, url: str, wanted: int, **kwargs: Any) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from feastflow.redis_keys import city_keys
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
 
@@ -109,9 +110,12 @@ async def test_pricing_rule_reprices_every_item_of_the_city_only(stack: Stack, h
     blr = items_by_id(await stack.menu(http, "blr"))
     assert all(item["price_cents"] == item["base_price_cents"] for item in blr.values())
     await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": None})
-    await asyncio.sleep(0.5)
-    after = items_by_id(await stack.menu(http, "ams"))
-    assert {k: v["price_cents"] for k, v in after.items()} == {k: v["base_price_cents"] for k, v in before.items()}
+    base = {k: v["base_price_cents"] for k, v in before.items()}
+
+    async def restored() -> bool:
+        return {k: v["price_cents"] for k, v in items_by_id(await stack.menu(http, "ams")).items()} == base
+
+    await poll_until(restored, 0.5, message="the rule's removal did not restore base prices")
 
 
 async def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(
@@ -124,8 +128,10 @@ async def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(
         await publish(stack, http, price_set("blr", "dosa", "dosa-3", price))
     async with SseClient(f"{stack.api_url(1)}/v1/cities/blr/menu/stream", last_event_id=position) as resumed:
         await resumed.wait_for(lambda evs: len(evs) >= len(missed), timeout=2.0)
-        await asyncio.sleep(0.3)
-        assert [e.json()["price_cents"] for e in resumed.events] == missed
+        # One change more: the feed is in order, so once it arrived nothing from before it can arrive any more.
+        await publish(stack, http, price_set("blr", "dosa", "dosa-3", 4100))
+        await resumed.wait_for(lambda evs: any(e.json().get("price_cents") == 4100 for e in evs), timeout=2.0)
+        assert [e.json()["price_cents"] for e in resumed.events] == [*missed, 4100]
         assert all(e.type == "item" for e in resumed.events)
         ids = [e.id for e in resumed.events]
         assert len(set(ids)) == len(ids)
@@ -135,8 +141,7 @@ async def test_a_position_no_longer_retained_gets_a_fresh_snapshot(stack: Stack,
     async with SseClient(f"{stack.api_url(0)}/v1/cities/blr/menu/stream") as client:
         old_position = client.events[0].id
     for price in (5001, 5002, 5003):
-        await publish(stack, http, price_set("blr", "dosa", "dosa-4", price))
-    await asyncio.sleep(0.3)
+        await wait_applied(stack, await publish(stack, http, price_set("blr", "dosa", "dosa-4", price)))
     redis = stack.redis()
     try:  # retention: keep only the newest entry, as MAXLEN does over time
         await redis.xtrim(city_keys(stack.namespace, "blr").feed, maxlen=1, approximate=False)
@@ -163,15 +168,18 @@ async def test_a_rule_scheduled_for_later_reprices_when_its_time_comes_and_ends(
 ) -> None:
     base = {k: v["base_price_cents"] for k, v in items_by_id(await stack.menu(http, "ams")).items()}
     now = datetime.now(UTC)
+    effective_at = now + timedelta(seconds=2)
     rule = {
         "multiplier": 2,
-        "effective_at": (now + timedelta(seconds=2)).isoformat(),
+        "effective_at": effective_at.isoformat(),
         "until": (now + timedelta(seconds=4)).isoformat(),
     }
     async with SseClient(f"{stack.api_url(0)}/v1/cities/ams/menu/stream") as client:
-        await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": rule})
-        await asyncio.sleep(1.0)
-        assert client.of_type("item") == [], "the rule applied before its time"
+        await wait_applied(stack, await publish(stack, http, {"type": "pricing.rule_set", "city": "ams", "rule": rule}))
+        # The worker took the rule in: the menu (read straight from Redis) still shows base prices before its time.
+        shown = {k: v["price_cents"] for k, v in items_by_id(await stack.menu(http, "ams")).items()}
+        assert datetime.now(UTC) < effective_at, "too slow to see the time before the rule (not a finding)"
+        assert shown == base and client.of_type("item") == [], "the rule applied before its time"
         doubled = await client.wait_for(lambda evs: len([e for e in evs if e.type == "item"]) >= len(base), 5.0)
         assert {e.json()["item_id"]: e.json()["price_cents"] for e in doubled if e.type == "item"} == {
             k: 2 * v for k, v in base.items()
@@ -185,8 +193,7 @@ async def test_heartbeats_keep_quiet_streams_alive(stack: Stack) -> None:
     try:
         url = pod.ready_url.removesuffix("/readyz")
         async with SseClient(f"{url}/v1/cities/mum/menu/stream") as client:
-            await asyncio.sleep(1.2)
-            assert client.comments >= 3
+            await poll_until(lambda: client.comments >= 3, 1.2, message="fewer than 3 heartbeats in 1.2 s")
     finally:
         pod.terminate()
         stack.apis.remove(pod)

@@ -2,11 +2,9 @@
 queries after traffic; a request id follows an admin change from the API through Kafka into the worker's log;
 an API pod with several processes reports the sum of all of them."""
 
-import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from api.auth import Role, issue_token
 from feastflow.prometheus import instant
 from feastflow.settings import Settings
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 from tests.support.stack import Stack
 
@@ -38,16 +37,14 @@ async def value_of(http: aiohttp.ClientSession, promql: str) -> float | None:
     return await instant(http, PROMETHEUS, promql)  # the project's own query, as the canary uses it
 
 
-async def eventually(check: Any, timeout: float = 90.0) -> Any:
-    """Prometheus scrapes every 5 s and evaluates rules every 15 s: poll until the check holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(2)
+async def eventually(check: Callable[[], Awaitable[None]], timeout: float = 90.0) -> None:
+    """Prometheus scrapes every 5 s and evaluates rules every 15 s: poll until the check's assertions hold."""
+
+    async def holds() -> bool:
+        await check()
+        return True
+
+    await poll_until(holds, timeout, 2, f"{check.__name__} never held", retry_on=(AssertionError,))
 
 
 async def test_prometheus_scrapes_every_unit_and_answers_the_key_queries() -> None:
@@ -144,10 +141,12 @@ async def test_a_request_id_follows_an_admin_change_into_the_worker_log(stack: S
             if request_id in line and line.startswith("{")
         ]
 
-    deadline = time.monotonic() + 10
-    while not [line for line in lines_with("worker-w1.log") if line.get("event_id") == event_id]:
-        assert time.monotonic() < deadline, "the worker never logged the change"  # it logs after the audit write
-        await asyncio.sleep(0.1)
+    await poll_until(  # it logs after the audit write
+        lambda: [line for line in lines_with("worker-w1.log") if line.get("event_id") == event_id],
+        10,
+        0.1,
+        "the worker never logged the change",
+    )
     api_lines = lines_with("api-1.log")
     assert any(line["message"].startswith("published") and event_id in line["event_ids"] for line in api_lines)
     assert all(line["request_id"] == request_id for line in api_lines)
@@ -166,14 +165,16 @@ async def test_an_api_pod_with_several_processes_reports_the_sum_of_all(stack: S
             async with http.get(f"{url}/v1/cities", headers={"Connection": "close"}) as response:
                 assert response.status == 200
         counts, readiness = set(), []
-        for _ in range(6):
+
+        async def scrape() -> bool:
             async with http.get(f"{url}/metrics", headers={"Connection": "close"}) as response:
                 text = await response.text()
             counts.add(_sample(text, 'feastflow_api_requests_total{method="GET",route="/v1/cities",status="200"}'))
             readiness.append(_sample(text, "feastflow_api_ready"))
-            await asyncio.sleep(0.5)
-    # The pod is ready when its least ready process is: a process still starting holds it at 0 for a moment.
-    assert readiness[-1] == 1.0, readiness
+            return len(readiness) >= 6 and readiness[-1] == 1.0
+
+        # The pod is ready when its least ready process is: a process still starting holds it at 0 for a moment.
+        await poll_until(scrape, 3, 0.1, f"the pod never reported ready: {readiness}")
     assert counts == {float(requests)}, "every scrape, whichever process answers it, must see all requests"
     pod.terminate(timeout=30)
     assert pod.popen is not None and pod.popen.returncode == 0

@@ -2,8 +2,7 @@
 
 import asyncio
 import io
-import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,31 @@ import pytest
 from api.auth import Role
 from streams.topics import order_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.polling import poll_until
+from tests.support.processes import free_port
 from tests.support.sse import SseClient
-from tests.support.stack import Stack, items_by_id
+from tests.support.stack import SHARED_PG_DSN, Stack, items_by_id
+from tests.support.tcp_proxy import TcpProxy
 
 TERMINAL = {"accepted", "rejected"}
+RETRIES = "feastflow_worker_retries_total{"
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    running = await Stack(Path(tmp_path_factory.mktemp("orders")), extra_env={"FEASTFLOW_ORDER_RATE": "1000"}).start(
-        api_count=2
-    )
+async def pg_proxy() -> AsyncIterator[TcpProxy]:
+    """The stack's only way to PostgreSQL: cutting it is an outage of PostgreSQL for this stack alone."""
+    proxy = await TcpProxy(free_port(), "127.0.0.1", 5432).start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory, pg_proxy: TcpProxy) -> AsyncIterator[Stack]:
+    running = await Stack(
+        Path(tmp_path_factory.mktemp("orders")),
+        extra_env={"FEASTFLOW_ORDER_RATE": "1000"},
+        pg_dsn_base=SHARED_PG_DSN.replace("port=5432", f"port={pg_proxy.listen_port}"),
+    ).start(api_count=2)
     async with aiohttp.ClientSession() as session:
         await wait_applied(running, await publish(running, session, restaurant_batch("blr", "biryani", 6, 25000)))
     yield running
@@ -55,15 +68,13 @@ async def place(http: aiohttp.ClientSession, stack: Stack, who: str, body: Any, 
 async def wait_status(
     http: aiohttp.ClientSession, stack: Stack, order_id: str, who: str, wanted: set[str], timeout: float = 30
 ) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    async def decided() -> dict[str, Any]:
         async with http.get(f"{stack.api_url()}/v1/orders/{order_id}", headers=customer(stack, who)) as response:
             order: dict[str, Any] = await response.json()
-        if order.get("status") in wanted:
-            return order
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"order {order_id} still {order.get('status')}")
-        await asyncio.sleep(0.05)
+        assert order.get("status") in wanted, f"still {order.get('status')}"
+        return order
+
+    return await poll_until(decided, timeout, message=f"order {order_id} not {sorted(wanted)}")
 
 
 async def rows_for(stack: Stack, order_ids: list[str]) -> dict[str, int]:
@@ -104,8 +115,8 @@ async def test_an_order_is_accepted_and_its_status_streams_live_to_its_owner_onl
     async with SseClient(
         f"{stack.api_url()}/v1/orders/{order_id}/stream?access_token={token}", last_event_id="3-0"
     ) as resumed:
-        await asyncio.sleep(0.3)
-        assert [e.json()["status"] for e in resumed.events] == ["out_for_delivery", "delivered"]
+        replayed = await resumed.wait_for(lambda evs: len(evs) >= 2, timeout=5)
+        assert [e.json()["status"] for e in replayed] == ["out_for_delivery", "delivered"]
     for path in (f"/v1/orders/{order_id}", f"/v1/orders/{order_id}/stream"):
         async with http.get(f"{stack.api_url()}{path}", headers=customer(stack, "intruder")) as response:
             assert response.status == 404
@@ -293,20 +304,18 @@ async def test_orders_beyond_the_customer_rate_get_429(stack: Stack, http: aioht
         stack.apis.remove(pod)
 
 
-def _postgres(action: str) -> None:
-    clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(
-        ["pg_ctlcluster", clusters[0], clusters[1], action, *(["-m", "fast"] if action == "stop" else [])],
-        check=True,
-        capture_output=True,
-    )
+async def worker_retries(http: aiohttp.ClientSession, stack: Stack) -> float:
+    async with http.get(f"{stack.worker_url()}/metrics") as response:
+        text = await response.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(RETRIES))
 
 
 async def test_orders_placed_while_postgres_is_down_are_all_stored_once_it_returns(
-    stack: Stack, http: aiohttp.ClientSession
+    stack: Stack, pg_proxy: TcpProxy, http: aiohttp.ClientSession
 ) -> None:
     prices = await current_prices(http, stack)
-    _postgres("stop")
+    retries_before = await worker_retries(http, stack)
+    await pg_proxy.cut()
     try:
         placed = []
         for n in range(20):
@@ -315,13 +324,22 @@ async def test_orders_placed_while_postgres_is_down_are_all_stored_once_it_retur
             )
             assert status == 202, body
             placed.append((f"outage-{n % 4}", body["order_id"]))
-        await asyncio.sleep(2)
+        # The worker holds an order it cannot store: it retries (and says it is not ready) until PostgreSQL is back.
+        await poll_until(
+            lambda: _grew(worker_retries(http, stack), retries_before), 30, 0.1, "the worker never met the outage"
+        )
+        async with http.get(stack.workers["w1"].ready_url) as response:
+            assert response.status == 503
     finally:
-        _postgres("start")
+        await pg_proxy.restore()
     for who, order_id in placed:
         assert (await wait_status(http, stack, order_id, who, TERMINAL, timeout=60))["status"] == "accepted"
     ids = [order_id for _, order_id in placed]
     assert await rows_for(stack, ids) == {order_id: 1 for order_id in ids}
+
+
+async def _grew(count: Awaitable[float], before: float) -> bool:
+    return await count > before
 
 
 async def test_killing_the_worker_while_orders_flow_decides_every_order_exactly_once(
@@ -341,9 +359,10 @@ async def test_killing_the_worker_while_orders_flow_decides_every_order_exactly_
             await asyncio.sleep(0.03)
 
     traffic = asyncio.create_task(flow())
-    await asyncio.sleep(0.6)
+    await poll_until(lambda: len(placed) >= 10, 30, message="orders not flowing before the kill")
     stack.workers["w1"].kill()
-    await asyncio.sleep(0.5)
+    at_kill = len(placed)
+    await poll_until(lambda: len(placed) >= at_kill + 10, 30, message="orders not flowing while the worker is down")
     await stack.start_worker("w1")
     await traffic
     for who, order_id in placed:

@@ -9,7 +9,6 @@ PYTHONPATH): no valid event makes the pure apply raise, and a bug must still not
 """
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from api.auth import Role
 from models.events import utc_now
 from streams.topics import dead_letter_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, statuses, wait_applied
+from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
 
@@ -135,14 +135,16 @@ async def wait_dead_letter(
     )
     await consumer.start()
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        async def found() -> dict[str, Any]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
                     letter: dict[str, Any] = orjson.loads(record.value)
                     if matches(letter):
                         return letter
-        raise TimeoutError("no such dead letter")
+            return {}
+
+        return await poll_until(found, timeout, 0, "no such dead letter")
     finally:
         await consumer.stop()
 
@@ -256,15 +258,15 @@ async def test_an_order_the_store_refuses_is_dead_lettered_and_later_orders_go_t
     accepted = await place_order(http, stack, "alice", {**body, "idempotency_key": uuid.uuid4().hex})
     letter = await wait_dead_letter(stack, lambda x: refused in x["value"])
     assert letter["kind"] == "store_refused" and "order refused by a check" in letter["reason"]
-    deadline = time.monotonic() + 20
-    while True:
-        headers = {"Authorization": f"Bearer {stack.token(Role.CUSTOMER, 'alice')}"}
+    headers = {"Authorization": f"Bearer {stack.token(Role.CUSTOMER, 'alice')}"}
+
+    async def decided() -> bool:
         async with http.get(f"{stack.api_url()}/v1/orders/{accepted}", headers=headers) as response:
             order = await response.json() if response.status == 200 else {}
-        if order.get("status") == "accepted":
-            break
-        assert time.monotonic() < deadline, f"the order after the refused one is still {order}"
-        await asyncio.sleep(0.05)
+        assert order.get("status") == "accepted", f"still {order}"
+        return True
+
+    await poll_until(decided, 20, 0.05, "the order after the refused one was not accepted")
 
 
 async def place_order(http: aiohttp.ClientSession, stack: Stack, who: str, body: dict[str, Any]) -> str:

@@ -3,9 +3,11 @@
 import asyncio
 import signal
 import time
+from typing import Any
 
 import aiohttp
 
+from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 from tests.support.stack import Stack
 
@@ -18,10 +20,14 @@ async def test_sigterm_makes_a_pod_unready_at_once_then_drains_and_exits_cleanly
     async with SseClient(f"{url}/v1/cities/blr/menu/stream") as client:
         signalled = time.monotonic()
         pod.send(signal.SIGTERM)
-        await asyncio.sleep(0.2)
-        async with http.get(f"{url}/readyz") as response:
-            assert response.status == 503
-            assert (await response.json())["draining"] is True
+
+        async def unready() -> dict[str, Any]:
+            async with http.get(f"{url}/readyz") as response:
+                assert response.status == 503, response.status
+                answer: dict[str, Any] = await response.json()
+                return answer
+
+        assert (await poll_until(unready, 0.2, 0.02, "still ready after SIGTERM"))["draining"] is True
         for path in ("/healthz", "/v1/cities/blr/menu", "/v1/cities"):  # still serving while balancers notice
             async with http.get(f"{url}{path}") as response:
                 assert response.status == 200, path

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -24,8 +25,9 @@ from feastflow.topics import ensure_topics
 from models.events import utc_now
 from streams.topics import changelog_topics, consumer_group
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.polling import poll_until
 from tests.support.processes import feastflow_command, free_port
-from tests.support.sse import SseClient
+from tests.support.sse import SseClient, SseEvent
 from tests.support.stack import Stack, items_by_id
 from tests.support.traffic import PriceTraffic
 
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 CITIES = ("blr", "mum", "ams")
 ITEMS_PER_CITY = 8
+LAST_PRICE = 7  # below every price the traffic sends
 
 
 async def _seeded_stack(root: Path, workers: tuple[str, ...] = ("w1",)) -> Stack:
@@ -64,15 +67,23 @@ async def _assert_every_change_arrived(stack: Stack, traffic: PriceTraffic, clie
                 assert menu[item_id]["version"] == 1 + len(sent), item_id
     for city, client in clients.items():
         expected = {item_id: prices for (c, item_id), prices in traffic.acked.items() if c == city}
-        want = sum(len(prices) for prices in expected.values())
-        await client.wait_for(lambda evs, want=want: len([e for e in evs if e.type == "item"]) >= want, timeout=30)
-        await asyncio.sleep(0.5)
+        # One last change to the city: its feed is in order, so once that arrived, every earlier change (and
+        # any copy of one) has too.
+        last = f"{city}-r-0"
+        expected[last] = [*expected.get(last, []), LAST_PRICE]
+        async with aiohttp.ClientSession() as session:
+            await wait_applied(stack, await publish(stack, session, price_set(city, f"{city}-r", last, LAST_PRICE)))
+        await client.wait_for(lambda evs: any(_is_last(e) for e in evs), timeout=30)
         seen: dict[str, list[int]] = defaultdict(list)
         for event in client.of_type("item"):
             seen[event.json()["item_id"]].append(event.json()["price_cents"])
         assert dict(seen) == expected, f"{city}: SSE saw other changes than were acknowledged"
         ids = [e.id for e in client.events]
         assert len(ids) == len(set(ids)), "an SSE id was sent twice"
+
+
+def _is_last(event: SseEvent) -> bool:
+    return event.type == "item" and event.json()["price_cents"] == LAST_PRICE
 
 
 @contextlib.asynccontextmanager
@@ -92,16 +103,28 @@ async def _under_load(root: Path) -> AsyncIterator[tuple[Stack, dict[str, SseCli
         stack.stop()
 
 
+async def _changes(traffic: PriceTraffic, count: int, when: str) -> None:
+    """A phase of the load, measured in acknowledged changes rather than seconds."""
+    target = traffic.total + count
+    await poll_until(lambda: traffic.total >= target, 60, message=f"not {count} changes acknowledged {when}")
+
+
+async def _owns_a_partition(http: aiohttp.ClientSession, stack: Stack, name: str) -> bool:
+    async with http.get(f"{stack.worker_url(name)}/feastflow/assignment/") as response:
+        assignment = await response.json()
+    return any(p["topic"] == stack.topic and p["active"] for p in assignment["partitions"])
+
+
 async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> None:
     async with _under_load(tmp_path) as (stack, clients, traffic):
         for round_ in range(5):
-            await asyncio.sleep(1.5)
+            await _changes(traffic, 40, "before the kill")
             stack.workers["w1"].kill()
             if round_ == 2:  # the node is gone with its disk: tables come back from their changelogs
                 shutil.rmtree(stack.settings.worker_data_dir(consumer_group(stack.namespace, "all"), "w1"))
-            await asyncio.sleep(0.5)
+            await _changes(traffic, 10, "while the worker is down")
             await stack.start_worker("w1")
-        await asyncio.sleep(1.0)
+        await _changes(traffic, 25, "after the last restart")
         await traffic.stop()
         assert traffic.total > 200
         await _assert_every_change_arrived(stack, traffic, clients)
@@ -117,17 +140,19 @@ async def test_sigkill_and_restart_five_times_loses_nothing(tmp_path: Path) -> N
 
 
 async def test_workers_joining_and_leaving_under_load_lose_nothing(tmp_path: Path) -> None:
-    async with _under_load(tmp_path) as (stack, clients, traffic):
-        await asyncio.sleep(1.0)
+    async with _under_load(tmp_path) as (stack, clients, traffic), aiohttp.ClientSession() as http:
+        await _changes(traffic, 25, "before scaling out")
         await stack.start_worker("w2")  # scale out
-        await asyncio.sleep(2.0)
+        await poll_until(lambda: _owns_a_partition(http, stack, "w2"), 60, 0.2, "w2 never got a partition")
+        await _changes(traffic, 25, "with two workers")
         stack.workers["w2"].terminate()  # and back in, cleanly: it commits and leaves the group
         assert stack.workers["w2"].popen is not None and stack.workers["w2"].popen.returncode == 0
-        await asyncio.sleep(2.0)
+        await _changes(traffic, 50, "after w2 left")
         await stack.start_worker("w3")
-        await asyncio.sleep(2.0)
+        await poll_until(lambda: _owns_a_partition(http, stack, "w3"), 60, 0.2, "w3 never got a partition")
+        await _changes(traffic, 25, "with w3 in the group")
         stack.workers["w1"].kill()  # the original one dies; w3 must take everything over
-        await asyncio.sleep(1.0)
+        await _changes(traffic, 25, "after w1 died")
         await traffic.stop()
         await _assert_every_change_arrived(stack, traffic, clients)
 
@@ -159,13 +184,19 @@ async def test_events_delivered_again_change_nothing(stack: Stack, http: aiohttp
             replay = f"{stack.worker_url()}/feastflow/replay/{partition}/0/"
             async with http.post(replay, headers=stack.admin_headers()) as response:
                 assert response.status == 200
-        await asyncio.sleep(3.0)
-        assert client.events[1:] == [], "a replayed event reached customers again"
-    replayed = await _worker_counter(http, stack, 'feastflow_worker_batches_total{outcome="duplicate"}')
-    assert replayed - duplicates_before >= 4, "the worker did not process the four batches again"
-    after = await stack.menu(http, "mum")
-    assert after == before
-    assert items_by_id(after)["vada-1"]["price_cents"] == 1400
+
+        async def replayed() -> bool:
+            series = 'feastflow_worker_batches_total{outcome="duplicate"}'
+            return await _worker_counter(http, stack, series) - duplicates_before >= 4
+
+        await poll_until(replayed, 30, 0.1, "the worker did not process the four batches again")
+        after = await stack.menu(http, "mum")
+        assert after == before
+        assert items_by_id(after)["vada-1"]["price_cents"] == 1400
+        # A change after the replay: the city's feed is in order, so anything the replay sent came before it.
+        await wait_applied(stack, await publish(stack, http, price_set("mum", "vada", "vada-2", 1500)))
+        events = await client.wait_for(lambda evs: any('"price_cents":1500' in e.data for e in evs), timeout=10)
+        assert [e.json()["price_cents"] for e in events[1:]] == [1500], "a replayed event reached customers again"
 
 
 async def test_redis_flushed_is_rebuilt_by_command_and_clients_get_a_snapshot(
@@ -191,12 +222,13 @@ async def test_redis_flushed_is_rebuilt_by_command_and_clients_get_a_snapshot(
         events = await client.wait_for(lambda evs: len([e for e in evs if e.type == "snapshot"]) >= 2, timeout=10)
         fresh = [e for e in events if e.type == "snapshot"][-1].json()
     for city, menu in before.items():  # each city's rebuild lands in order on its own partition
-        for _ in range(50):
-            rebuilt = await stack.menu(http, city)
-            if rebuilt["restaurants"]:
-                break
-            await asyncio.sleep(0.1)
-        assert items_by_id(rebuilt) == items_by_id(menu)
+
+        async def rebuilt(city: str = city) -> dict[str, Any]:
+            served = await stack.menu(http, city)
+            assert served["restaurants"], f"{city} still empty"
+            return served
+
+        assert items_by_id(await poll_until(rebuilt, 6, 0.1, f"{city} not rebuilt")) == items_by_id(menu)
     assert items_by_id(fresh) == items_by_id(before["ams"])
 
 
@@ -217,10 +249,11 @@ async def test_a_lost_read_model_comes_back_by_itself(stack: Stack, http: aiohtt
     finally:
         await redis.aclose()
     assert (await stack.menu(http, "blr"))["restaurants"] == []
-    for _ in range(150):  # the worker checks every 5 s
-        await asyncio.sleep(0.1)
-        if (await stack.menu(http, "blr"))["restaurants"]:
-            break
+
+    async def back() -> bool:
+        return bool((await stack.menu(http, "blr"))["restaurants"])
+
+    await poll_until(back, 16, 0.1, "the read model did not come back")  # the worker checks every 5 s
     assert items_by_id(await stack.menu(http, "blr")) == before
 
 
@@ -257,14 +290,6 @@ class _RedisServer:
             self.popen.wait(10)
 
 
-async def _wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"not {what} after {timeout}s")
-        await asyncio.sleep(0.1)
-
-
 async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path: Path) -> None:
     with _private_redis(tmp_path) as redis_server:
         stack = Stack(tmp_path, extra_env={"FEASTFLOW_REDIS_URL": redis_server.url, "FEASTFLOW_STUCK_AFTER_S": "3"})
@@ -296,15 +321,15 @@ async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path:
                     await producer.send_and_wait(stack.topic, _price_set_record("blr", "vada", "vada-0", 4321), b"blr")
                 finally:
                     await producer.stop()
-                await _wait_until(lambda: _not(ready), 20, "reporting not ready")
+                await poll_until(lambda: _not(ready), 20, 0.1, "not reporting not ready")
                 # Past the stuck bound (3 s here) on that one record, the worker stops being live.
-                await _wait_until(lambda: _not(live), 20, "reporting not live")
+                await poll_until(lambda: _not(live), 20, 0.1, "not reporting not live")
                 assert await _worker_counter(http, stack, "feastflow_worker_live ") == 0
                 # The read-model timer meets the outage too (it crashed the app before): still the same process.
-                await _wait_until(timer_failed, 20, "meeting the outage in a timer")
+                await poll_until(timer_failed, 20, 0.1, "not meeting the outage in a timer")
                 assert worker.alive and worker.popen.pid == pid
                 redis_server.start()  # empty: the worker writes the city again
-                await _wait_until(ready, 60, "ready again")
+                await poll_until(ready, 60, 0.1, "not ready again")
                 assert await live() and await _worker_counter(http, stack, "feastflow_worker_live ") == 1
                 assert worker.alive and worker.popen.pid == pid
 
@@ -312,7 +337,7 @@ async def test_the_worker_rides_out_a_redis_bounce_in_the_same_process(tmp_path:
                     menu = items_by_id(await stack.menu(http, "blr"))
                     return menu.get("vada-0", {}).get("price_cents") == 4321
 
-                await _wait_until(change_shown, 30, "showing the change made during the outage")
+                await poll_until(change_shown, 30, 0.1, "not showing the change made during the outage")
                 await wait_applied(stack, await publish(stack, http, price_set("blr", "vada", "vada-1", 777)))
                 assert worker.alive and worker.popen.pid == pid
         finally:

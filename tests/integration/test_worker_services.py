@@ -1,7 +1,7 @@
 """Workers split by service, as the cluster runs them: a catalog worker (menu and pricing) and an orders worker
 with its own consumer group and its own copy of the catalog tables."""
 
-import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import pytest
 from api.auth import Role
 from streams.topics import catalog_topic_name, order_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.polling import poll_until
 from tests.support.stack import Stack, items_by_id
 
 
@@ -41,14 +42,14 @@ async def place(http: aiohttp.ClientSession, stack: Stack, key: str, item: str, 
     async with http.post(f"{stack.api_url()}/v1/orders", json=body, headers=headers) as response:
         assert response.status == 202, await response.text()
         order_id: str = (await response.json())["order_id"]
-    deadline = asyncio.get_running_loop().time() + 30
-    while asyncio.get_running_loop().time() < deadline:
+
+    async def decided() -> str:
         async with http.get(f"{stack.api_url()}/v1/orders/{order_id}", headers=headers) as response:
             order = await response.json()
-        if order.get("status") in {"accepted", "rejected"}:
-            return str(order["status"]) + ":" + str(order.get("reason") or "")
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"order {order_id} undecided")
+        assert order.get("status") in {"accepted", "rejected"}, f"still {order.get('status')}"
+        return str(order["status"]) + ":" + str(order.get("reason") or "")
+
+    return await poll_until(decided, 30, 0.05, f"order {order_id} undecided")
 
 
 def event_topics(stack: Stack, assignment: dict[str, Any]) -> set[str]:
@@ -78,11 +79,13 @@ async def test_orders_are_priced_by_the_orders_worker_against_the_current_catalo
         assert items_by_id(await stack.menu(http, "blr"))[item]["price_cents"] == 9900
         # The orders worker reads the change from the log on its own; an order at the old price is refused
         # once it has, and one at the new price goes through.
-        deadline = asyncio.get_running_loop().time() + 15
-        attempt = 0
-        while (outcome := await place(http, stack, f"stale-{attempt}", item, 9000)).startswith("accepted"):
-            attempt += 1
-            assert asyncio.get_running_loop().time() < deadline, "the orders worker never saw the new price"
-            await asyncio.sleep(0.2)
+        attempts = itertools.count()
+
+        async def refused_at_the_old_price() -> str:
+            outcome = await place(http, stack, f"stale-{next(attempts)}", item, 9000)
+            assert not outcome.startswith("accepted"), outcome
+            return outcome
+
+        outcome = await poll_until(refused_at_the_old_price, 15, 0.2, "the orders worker never saw the new price")
         assert outcome.startswith("rejected") and "price" in outcome, outcome
         assert (await place(http, stack, "fresh", item, 9900)).startswith("accepted")

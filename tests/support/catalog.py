@@ -1,12 +1,11 @@
 """Building catalog events for tests and waiting until the workers applied them."""
 
-import asyncio
-import time
 from typing import Any
 
 import aiohttp
 
 from feastflow.redis_keys import event_key
+from tests.support.polling import poll_until
 from tests.support.stack import Stack
 
 
@@ -59,14 +58,32 @@ async def statuses(stack: Stack, event_ids: list[str]) -> dict[str, str]:
     return {e: (v.decode() if v else "missing") for e, v in zip(event_ids, values, strict=True)}
 
 
-async def wait_applied(stack: Stack, event_ids: list[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(event_ids)
-    while pending:
-        current = await statuses(stack, pending)
-        pending = [e for e, status in current.items() if status not in ("applied", "rejected")]
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(event_ids)} events not applied after {timeout}s")
-        await asyncio.sleep(0.05)
+async def wait_applied(
+    stack: Stack, event_ids: list[str], timeout: float = 30.0, *, allow_rejected: bool = False
+) -> dict[str, str]:
+    """Wait until the worker decided every event; fail if it rejected one, unless the caller expects that
+    (`allow_rejected`). Returns each event's final status."""
+    decided: dict[str, str] = {}
+
+    async def all_decided() -> bool:
+        current = await statuses(stack, [e for e in event_ids if e not in decided])
+        decided.update({e: status for e, status in current.items() if status in ("applied", "rejected")})
+        pending = len(event_ids) - len(decided)
+        assert not pending, f"{pending} of {len(event_ids)} events not decided"
+        return True
+
+    await poll_until(all_decided, timeout, message="events not applied")
+    rejected = [e for e in event_ids if decided[e] == "rejected"]
+    if rejected and not allow_rejected:
+        reasons = await _reasons(stack, rejected)
+        raise AssertionError(f"{len(rejected)} of {len(event_ids)} events rejected: {reasons}")
+    return {e: decided[e] for e in event_ids}
+
+
+async def _reasons(stack: Stack, event_ids: list[str]) -> dict[str, str]:
+    redis = stack.redis()
+    try:
+        values = [await redis.hget(event_key(stack.namespace, e), "reason") for e in event_ids]
+    finally:
+        await redis.aclose()
+    return {e: v.decode() if isinstance(v, bytes) else repr(v) for e, v in zip(event_ids, values, strict=True)}

@@ -1,16 +1,16 @@
 """Feast Flow processes started by the tests: real workers and API pods, killed and restarted at will."""
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
+from tests.support.polling import PollTimeout, poll_until
 
 
 def free_port() -> int:
@@ -40,19 +40,18 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
+
+            async def ready() -> bool:
                 if not self.alive:
                     raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
-                try:
-                    async with session.get(self.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+                async with session.get(self.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    return response.status == 200
+
+            try:
+                await poll_until(ready, timeout, 0.2, f"{self.name} not ready")
+            except PollTimeout as timed_out:
+                raise PollTimeout(f"{timed_out}\n{self.tail()}") from None
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, as when a node dies."""

@@ -94,7 +94,9 @@ def test_new_items_start_at_version_one_and_each_change_adds_one() -> None:
     assert view.items_by_id["i1"].version == 2
     assert [m.type for m in outcome.messages] == ["item"]
     assert outcome.messages[0].data["price_cents"] == 1200
-    assert outcome.audit[0].old["price_cents"] == 1000 and outcome.audit[0].new["price_cents"] == 1200
+    before, after = outcome.audit[0].old, outcome.audit[0].new
+    assert before is not None and after is not None
+    assert before["price_cents"] == 1000 and after["price_cents"] == 1200
 
 
 def test_a_change_that_changes_nothing_publishes_nothing() -> None:
@@ -110,7 +112,8 @@ def test_a_refused_event_refuses_its_whole_batch() -> None:
     assert outcome.rejected and not outcome.changes_state and outcome.messages == []
     assert [a.status for a in outcome.audit] == ["rejected", "rejected"]
     assert outcome.audit[1].reason == "unknown_item"
-    assert outcome.audit[0].reason.startswith("batch_rejected: unknown_item")
+    reason = outcome.audit[0].reason
+    assert reason is not None and reason.startswith("batch_rejected: unknown_item")
     assert view.items_by_id["i1"].price_cents == 1000
 
 
@@ -125,7 +128,8 @@ def test_expected_version_must_match_the_current_one() -> None:
 def test_items_need_a_known_restaurant_and_a_price_when_new() -> None:
     view = seeded()
     assert run(view, 1, event(ItemUpserted("r9", "i9", "X", price_cents=1))).audit[0].reason == "unknown_restaurant"
-    assert run(view, 2, event(ItemUpserted("r1", "i9", "X"))).audit[0].reason.startswith("price_required")
+    reason = run(view, 2, event(ItemUpserted("r1", "i9", "X"))).audit[0].reason
+    assert reason is not None and reason.startswith("price_required")
 
 
 def test_upsert_keeps_fields_it_does_not_mention() -> None:

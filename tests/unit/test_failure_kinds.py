@@ -1,8 +1,8 @@
 """A failure is transient (a dependency's: wait and retry) or permanent for the event (park it): with fakes,
 the retry keeps going only for transient kinds, reports not ready meanwhile, and never retries a refusal."""
 
-import psycopg2  # type: ignore[import-untyped]
-import psycopg2.errors  # type: ignore[import-untyped]
+import psycopg2
+import psycopg2.errors
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,

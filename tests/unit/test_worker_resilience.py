@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
-import psycopg2.errors  # type: ignore[import-untyped]
+import psycopg2.errors
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
