@@ -48,12 +48,13 @@ PY
 # pid_alive PIDFILE PATTERN — true when PIDFILE names a live process whose command line contains PATTERN.
 # The pattern check keeps a stale pid file (reused pid) from making us signal someone else's process.
 pid_alive() {
-    local pidfile="$1" pattern="$2" pid
+    local pidfile="$1" pattern="$2" pid cmdline
     [[ -s $pidfile ]] || return 1
     pid="$(<"$pidfile")"
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+    # No pipe into `grep -q`: under pipefail its early exit can fail the pipeline with tr's SIGPIPE.
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ $cmdline == *"$pattern"* ]]
 }
 
 # True while PID runs. A zombie counts as gone: daemons are reparented to PID 1, which may reap
