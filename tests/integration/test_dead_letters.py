@@ -1,13 +1,11 @@
 """Records the worker cannot use go to the dead-letter topic with the reason; the agent keeps going."""
 
-import json
-
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from streams.topics import dead_letter_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
+from tests.support.dead_letters import read_dead_letters
 from tests.support.stack import Stack, items_by_id
 
 POISON = [
@@ -31,18 +29,7 @@ async def test_poison_records_are_dead_lettered_and_later_events_still_apply(
     await wait_applied(stack, await publish(stack, http, price_set("blr", "chaat", "chaat-1", 2500)))
     assert items_by_id(await stack.menu(http, "blr"))["chaat-1"]["price_cents"] == 2500
 
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic_name(stack.namespace),
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=5000)
-        letters = [json.loads(record.value) for records in batches.values() for record in records]
-    finally:
-        await consumer.stop()
+    letters = await read_dead_letters(stack, lambda seen: len(seen) >= len(POISON))
     assert len(letters) == len(POISON)
     for letter in letters:
         assert letter["topic"] == stack.topic and isinstance(letter["offset"], int) and letter["dead_lettered_at"]

@@ -10,7 +10,7 @@ PYTHONPATH): no valid event makes the pure apply raise, and a bug must still not
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,12 @@ import aiohttp
 import aiopg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from api.auth import Role
 from models.events import utc_now
-from streams.topics import dead_letter_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, statuses, wait_applied
+from tests.support.dead_letters import wait_dead_letter
 from tests.support.polling import poll_until
 from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
@@ -122,31 +122,6 @@ async def produce(stack: Stack, value: bytes, key: bytes = CITY.encode()) -> Non
         await producer.send_and_wait(stack.topic, value, key=key)
     finally:
         await producer.stop()
-
-
-async def wait_dead_letter(
-    stack: Stack, matches: Callable[[dict[str, Any]], bool], timeout: float = 20
-) -> dict[str, Any]:
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic_name(stack.namespace),
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-
-        async def found() -> dict[str, Any]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    letter: dict[str, Any] = orjson.loads(record.value)
-                    if matches(letter):
-                        return letter
-            return {}
-
-        return await poll_until(found, timeout, 0, "no such dead letter")
-    finally:
-        await consumer.stop()
 
 
 async def assert_next_change_reaches_customers_within_a_second(
