@@ -7,7 +7,7 @@ FEASTFLOW := $(VENV)/bin/feastflow
 DATA := $(or $(FEASTFLOW_DATA),$(CURDIR)/.data)
 export FEASTFLOW_DATA := $(DATA)
 
-.PHONY: diagrams screenshots help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
+.PHONY: layers diagrams screenshots help deps browser up run stop status test lint typecheck check bench rollout token-admin token-customer logs deploy-tools helm
 
 help:
 	@echo "make run    - start Kafka, Redis, PostgreSQL, a worker, two API pods, the gateway and Prometheus; seed demo data"
@@ -72,13 +72,17 @@ test: up deploy-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
-	$(VENV)/bin/ruff check models streams api feastflow tests bench deploy
-	$(VENV)/bin/ruff format --check models streams api feastflow tests bench deploy
+	$(VENV)/bin/ruff check models core streams api ops tests bench deploy
+	$(VENV)/bin/ruff format --check models core streams api ops tests bench deploy
 
 typecheck:
 	$(VENV)/bin/mypy
 
-check: deps lint typecheck
+# The layers (README, "Layout"): contracts in setup.cfg [importlinter].
+layers:
+	$(VENV)/bin/lint-imports setup.cfg
+
+check: deps lint typecheck layers
 
 rollout: deps
 	$(FEASTFLOW) rollout $(if $(REF),--ref $(REF))

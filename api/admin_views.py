@@ -14,7 +14,8 @@ from api.metrics import AFTER_PUBLISH_FAILURES
 from api.middlewares import request_id_of
 from api.readmodel import as_text
 from api.requests import as_unprocessable, read_input
-from feastflow.redis_keys import EVENT_STATUS_TTL_S, event_key
+from core.audit_trail import applied_history, event_outcome
+from core.redis_keys import EVENT_STATUS_TTL_S, event_key
 from models.admin_events import AdminEventInput, parse_admin_body
 from models.errors import InvalidEvent
 from models.events import (
@@ -27,7 +28,6 @@ from models.events import (
     PriceSet,
     RestaurantUpserted,
     decode_batch,
-    format_timestamp,
     utc_now,
 )
 from models.fields import valid_id
@@ -152,34 +152,10 @@ async def event_status(request: web.Request) -> web.Response:
         if fields.get("version"):
             body["version"] = int(fields["version"])
         return web.Response(body=orjson.dumps(body), content_type="application/json")
-    row = await _audit_row(request, event_id)
+    row = await event_outcome(app[PG_POOL], event_id)
     if row is None:
         raise NotFound(f"no event {event_id!r}", code="unknown_event")
     return web.Response(body=orjson.dumps(row), content_type="application/json")
-
-
-async def _audit_row(request: web.Request, event_id: str) -> dict[str, Any] | None:
-    async with request.app[PG_POOL].acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT status, city, type, applied_at, version, reason FROM catalog_events WHERE event_id = %s",
-            (event_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        return None
-    status, city, kind, applied_at, version, reason = row
-    body: dict[str, Any] = {
-        "event_id": event_id,
-        "status": status,
-        "city": city,
-        "type": kind,
-        "applied_at": format_timestamp(applied_at),
-    }
-    if version is not None:
-        body["version"] = version
-    if reason:
-        body["reason"] = reason
-    return body
 
 
 async def item_history(request: web.Request) -> web.Response:
@@ -190,30 +166,9 @@ async def item_history(request: web.Request) -> web.Response:
         raise NotFound("no such city", code="unknown_city")
     if not valid_id(item_id):
         raise NotFound("no such item", code="unknown_item")
-    async with app[PG_POOL].acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT event_id, type, actor, occurred_at, applied_at, version, old_value, new_value, request_id"
-            " FROM catalog_events WHERE city = %s AND subject = %s AND status = 'applied' AND type = ANY(%s)"
-            " ORDER BY position, seq_in_batch",
-            (city, item_id, list(ITEM_EVENT_TYPES)),
-        )
-        rows = await cur.fetchall()
-    if not rows:
+    history = await applied_history(app[PG_POOL], city, item_id, ITEM_EVENT_TYPES)
+    if not history:
         raise NotFound(f"no history for item {item_id!r} in {city}", code="unknown_item")
-    history = [
-        {
-            "event_id": event_id,
-            "type": kind,
-            "actor": actor,
-            "occurred_at": format_timestamp(occurred_at),
-            "applied_at": format_timestamp(applied_at),
-            "version": version,
-            "old": old,
-            "new": new,
-            "request_id": request_id,
-        }
-        for event_id, kind, actor, occurred_at, applied_at, version, old, new, request_id in rows
-    ]
     return web.Response(
         body=orjson.dumps({"city": city, "item_id": item_id, "history": history}), content_type="application/json"
     )

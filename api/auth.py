@@ -1,12 +1,12 @@
-"""Who is calling and in which role: bearer tokens from the request (feastflow.tokens verifies them)."""
+"""Who is calling and in which role: bearer tokens from the request (core.tokens verifies them)."""
 
 from aiohttp import web
 
 from api.auth_throttle import client_address, throttle_for, trusted_networks
 from api.errors import Forbidden, RateLimited, Unauthorized
 from api.keys import SETTINGS
-from feastflow.settings import Settings
-from feastflow.tokens import (
+from core.settings import Settings
+from core.tokens import (
     KeyRing,
     Principal,
     Role,

@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from api.feed import FeedHub
 from api.limits import ClientLimits
 from api.order_feed import OrderFeedHub
-from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
-from feastflow.settings import Settings
+from core.publisher import EventPublisher
+from core.settings import Settings
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The API pod's application factory and entry point (`feastflow api`)."""
+"""The API pod's application: its factory (routes, middlewares, the Redis, Kafka and PostgreSQL clients it
+holds) and `serve`, which runs it until SIGTERM and drains. The entry point is api.processes.run_api."""
 
 import asyncio
 import logging
@@ -12,7 +13,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from api.auth import require_signing_keys
 from api.auth_throttle import trusted_networks
 from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
 from api.keys import (
@@ -40,15 +40,14 @@ from api.middlewares import (
 )
 from api.ops_views import readiness_probe
 from api.order_feed import OrderFeedHub
-from api.processes import run_api_processes
-from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
 from api.routes import setup_routes
 from api.server import HardenedRunner
 from api.sse import tell_to_reconnect
-from feastflow.build import announce
-from feastflow.settings import Settings
+from core.build import announce
+from core.publisher import EventPublisher
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +142,6 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(drain_streams)
     setup_routes(app)
     return app
-
-
-def run_api(settings: Settings) -> None:
-    require_signing_keys(settings)
-    if settings.api_processes > 1:
-        run_api_processes(settings)
-    else:
-        asyncio.run(serve(create_app(settings), settings))
 
 
 async def serve(app: web.Application, settings: Settings, reuse_port: bool = False) -> None:

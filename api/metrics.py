@@ -1,5 +1,7 @@
 """Prometheus metrics of an API pod. Labels stay bounded: route templates, never ids."""
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("feastflow_api_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -14,15 +16,6 @@ SSE_CLIENTS = Gauge("feastflow_api_sse_clients", "Connected SSE clients", ["kind
 SSE_EVENTS_SENT = Counter("feastflow_api_sse_events_sent_total", "SSE events written", ["kind"])
 SSE_SLOW_CLIENTS = Counter("feastflow_api_sse_slow_clients_total", "Clients cut loose for falling behind", ["kind"])
 SSE_RESUMES = Counter("feastflow_api_sse_resumes_total", "SSE starts by how they began", ["kind", "outcome"])
-PRODUCE_LATENCY = Histogram(
-    "feastflow_api_kafka_produce_seconds",
-    "Time until Kafka acknowledged a record",
-    ["topic"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
-)
-PRODUCE_FAILURES = Counter(
-    "feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge", ["topic"]
-)  # topic: catalog | orders
 READY = Gauge("feastflow_api_ready", "1 while the pod reports ready", multiprocess_mode="livemin")
 AFTER_PUBLISH_FAILURES = Counter(
     "feastflow_api_after_publish_failures_total",
@@ -38,3 +31,8 @@ LIMITED = Counter("feastflow_api_limited_total", "Requests refused by a pod limi
 RATE_LIMITER_LOCAL = Counter(
     "feastflow_api_rate_limiter_local_total", "Write rate checks made in-process because Redis was unreachable"
 )
+
+
+def multiprocess_metrics_dir() -> str | None:
+    """Set when the pod runs several processes (api.processes): their samples are aggregated from there."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

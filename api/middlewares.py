@@ -22,7 +22,7 @@ from api.errors import ApiError, BadRequest, RequestTimeout
 from api.keys import SETTINGS
 from api.metrics import DEPENDENCY_ERRORS, LATENCY, REQUESTS
 from api.sse import parse_last_event_id
-from feastflow.logs import request_id_var
+from core.logs import request_id_var
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from api.keys import DRAINING, PUBLISHER, READY, REDIS, SETTINGS, Readiness
 from api.metrics import READY as READY_GAUGE
-from api.processes import multiprocess_metrics_dir
+from api.metrics import multiprocess_metrics_dir
 
 logger = logging.getLogger(__name__)
 

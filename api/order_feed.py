@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from api.feed import BLOCK_MS, READ_COUNT, Delivery, Subscriber, until_started
 from api.readmodel import FeedEntry
-from feastflow.redis_keys import orders_feed_key
+from core.redis_keys import orders_feed_key
 
 logger = logging.getLogger(__name__)
 

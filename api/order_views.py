@@ -15,7 +15,8 @@ from api.middlewares import request_id_of
 from api.readmodel import as_text, stream_order, to_entry
 from api.requests import as_unprocessable, read_input
 from api.streaming import stream_to_client
-from feastflow.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
+from core.orders import load_order
+from core.redis_keys import IDEMPOTENCY_TTL_S, ORDER_TTL_S, idempotency_key, order_keys
 from models.errors import InvalidEvent
 from models.events import utc_now
 from models.fields import valid_id
@@ -32,7 +33,6 @@ from models.orders import (
     parse_status_request,
 )
 from models.responses import ORDER_ACCEPTED, ORDER_BODY, STATUS_ACCEPTED
-from streams.order_store import OrderStore
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def _visible_order(request: web.Request, principal: Principal) -> dict[str
     raw = cast(dict[bytes, bytes], await app[REDIS].hgetall(order_keys(app[SETTINGS].namespace, order_id).order))
     fields = {k.decode(): v.decode() for k, v in raw.items()}
     if not fields:
-        stored = await OrderStore(app[PG_POOL]).load(order_id)  # older than Redis keeps orders
+        stored = await load_order(app[PG_POOL], order_id)  # older than Redis keeps orders
         if stored is not None:
             fields = {
                 "doc": orjson.dumps(stored.as_json()).decode(),

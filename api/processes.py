@@ -1,4 +1,4 @@
-"""Several API processes in one pod (FEASTFLOW_API_PROCESSES > 1).
+"""The API pod's entry point (`feastflow api`): one process, or several in one pod (FEASTFLOW_API_PROCESSES > 1).
 
 Each process accepts on the same port (SO_REUSEPORT, the kernel spreads connections) and runs the whole app
 with its own Redis readers and SSE fan-out. The parent only supervises: it forwards SIGTERM and SIGINT so
@@ -8,6 +8,7 @@ Metrics stay correct across processes through prometheus-client's multiprocess m
 its samples under PROMETHEUS_MULTIPROC_DIR, and /metrics in any process aggregates them all.
 """
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -18,15 +19,23 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-from feastflow.settings import Settings
+from api.auth import require_signing_keys
+from api.main import create_app, serve
+from api.metrics import multiprocess_metrics_dir
+from core.logs import configure_logging
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 1.0
 
 
-def multiprocess_metrics_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+def run_api(settings: Settings) -> None:
+    require_signing_keys(settings)
+    if settings.api_processes > 1:
+        run_api_processes(settings)
+    else:
+        asyncio.run(serve(create_app(settings), settings))
 
 
 def run_api_processes(settings: Settings) -> None:
@@ -77,10 +86,5 @@ def _forget(process: BaseProcess) -> None:
 
 
 def _serve_one(settings: Settings) -> None:
-    import asyncio
-
-    from api.main import create_app, serve
-    from feastflow.logs import configure_logging
-
     configure_logging()
     asyncio.run(serve(create_app(settings), settings, reuse_port=True))

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from api.errors import RateLimited
 from api.metrics import RATE_LIMITER_LOCAL
-from feastflow.redis_keys import rate_key
+from core.redis_keys import rate_key
 
 logger = logging.getLogger(__name__)
 

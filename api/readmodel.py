@@ -11,7 +11,7 @@ import orjson
 from redis.asyncio import Redis
 
 from api.sse import encode_frame, parse_last_event_id
-from feastflow.redis_keys import CityKeys, city_keys
+from core.redis_keys import CityKeys, city_keys
 
 NO_CURSOR = "0-0"
 

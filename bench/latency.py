@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from api.auth import Role, issue_token
 from bench.report import percentile, report_result
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.tokens import Role, issue_token
 
 CITY = "blr"
 RESTAURANT = "bench-r"

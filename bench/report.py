@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from feastflow.results import markdown_table, publish
+from ops.results import markdown_table, publish
 
 
 def percentile(values: list[float], q: float) -> float:

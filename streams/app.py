@@ -14,14 +14,14 @@ import faust
 from mode import Service
 from redis.asyncio import Redis
 
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
 from streams.health import WorkerHealth
 from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
 from streams.retry import retry_forever
 from streams.state import CatalogTables
-from streams.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

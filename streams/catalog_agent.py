@@ -27,6 +27,7 @@ import logging
 import time
 from typing import Any
 
+from core.pg import transaction
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
@@ -36,7 +37,6 @@ from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
 from streams.metrics import BATCHES, EVENTS, FRESHNESS, SHADOW_ERRORS
-from streams.pg import transaction
 from streams.projection import CitySnapshot, ProjectionResult
 from streams.retry import ShuttingDown
 from streams.state import TableView

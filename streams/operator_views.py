@@ -11,7 +11,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from feastflow.tokens import KeyRing, Role, TokenRefused, verify_token
+from core.tokens import KeyRing, Role, TokenRefused, verify_token
 from streams.app import Worker
 from streams.delivery import guard_of, recovery_completed
 from streams.metrics import LIVE, OLDEST_RECORD_AGE

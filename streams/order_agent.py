@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from core.orders import StoredOrder
 from models.errors import InvalidEvent
 from models.events import utc_now
 from models.orders import PlaceOrder, decode_command, price_order
@@ -27,7 +28,7 @@ from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
 from streams.metrics import ORDER_DECISIONS, POSTGRES_WRITES
-from streams.order_store import OrderStore, StoredOrder
+from streams.order_store import OrderStore
 from streams.retry import ShuttingDown
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ redelivered command projects the same version again and changes nothing.
 import orjson
 from redis.asyncio import Redis
 
-from feastflow.redis_keys import ORDER_TTL_S, order_keys
-from streams.order_store import StoredOrder
+from core.orders import StoredOrder
+from core.redis_keys import ORDER_TTL_S, order_keys
 
 PROJECT_ORDER = r"""
 local order, feed, all_orders = KEYS[1], KEYS[2], KEYS[3]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from feastflow.redis_keys import EVENT_STATUS_TTL_S, city_keys, event_key
+from core.redis_keys import EVENT_STATUS_TTL_S, city_keys, event_key
 from models.catalog import (
     AppliedEvent,
     BatchOutcome,

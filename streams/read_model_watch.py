@@ -8,7 +8,7 @@ import time
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
-from feastflow.redis_keys import city_keys
+from core.redis_keys import city_keys
 from models.events import ProjectionRebuild, system_batch, utc_now
 from streams.app import Worker
 from streams.timers import worker_timer

@@ -16,7 +16,7 @@ import signal
 
 import orjson
 
-from feastflow.redis_keys import city_keys
+from core.redis_keys import city_keys
 from models.shadow import Comparison, ExpectedChange, compare_city, parse_expected_changes
 from streams.app import Worker, pod_track
 from streams.gauges import partition_lag

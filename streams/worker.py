@@ -2,9 +2,9 @@
 
 import faust
 
-from feastflow.build import announce
-from feastflow.logs import logging_config
-from feastflow.settings import Settings
+from core.build import announce
+from core.logs import logging_config
+from core.settings import Settings
 from streams.app import Worker, WorkerService, create_app
 from streams.catalog_agent import register_catalog_agent
 from streams.gauges import register_gauge_sampler

@@ -2,7 +2,7 @@
 # The project's own processes on the local stack: one stream worker and the API pods, and their supervisor.
 #   deploy/local/apps.sh up|down|status
 # Each runs detached with a pid file and a log under $FEASTFLOW_DATA/logs; `up` waits until each is ready.
-# The supervisor (`feastflow supervise`, feastflow/supervisor.py) restarts a unit whose process exits while its
+# The supervisor (`feastflow supervise`, ops/supervisor.py) restarts a unit whose process exits while its
 # pid file still names it, with back-off; `down` stops it first, so stopping the units is never a crash.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh

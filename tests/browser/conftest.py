@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from api.auth import Role
-from feastflow.seed import SeedPlan, city_batches
+from core.tokens import Role
+from ops.seed import SeedPlan, city_batches
 from tests.support.catalog import publish, wait_applied
 from tests.support.stack import Stack
 

@@ -5,7 +5,7 @@ import asyncio
 import aiohttp
 from playwright.async_api import expect
 
-from api.auth import Role
+from core.tokens import Role
 from tests.browser.conftest import PageOpener, customer_token, screenshot_path
 from tests.support.catalog import price_set, publish, wait_applied
 from tests.support.stack import Stack, items_by_id

@@ -45,7 +45,7 @@ class PacedPriceChanges:
     stack: Stack
     items: list[Item]
     rate_per_s: float = 25.0
-    # Past the API's own bound on a Kafka write (api/publisher.py: 10 s for the acknowledgement): a client that gave up
+    # Past the API's own bound on a Kafka write (core/publisher.py: 10 s for the acknowledgement): a client that gave up
     # sooner would report its own impatience, not the answer the API gives during an outage.
     timeout_s: float = 30.0
     answers: Answers = field(default_factory=Answers)

@@ -1,6 +1,6 @@
 """Chaos: while admin changes flow (~25/s) and customers follow the menus live, Redis, the worker, Kafka and
 PostgreSQL are each killed with SIGKILL and brought back the way the local stack brings them back — the
-services by deploy/local/infra.sh, the worker by the stack's supervisor (feastflow/supervisor.py).
+services by deploy/local/infra.sh, the worker by the stack's supervisor (ops/supervisor.py).
 
 Asserted: every acknowledged change reaches the live SSE clients once, in the order acknowledged; the final
 menus hold the last acknowledged prices; no answer is a 5xx other than 503 (with Retry-After) and every
@@ -23,8 +23,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from feastflow.rollout import process_alive
-from feastflow.supervisor import is_unit
+from ops.stack import process_alive
+from ops.supervisor import is_unit
 from tests.chaos.load import Answers, Item, PacedPriceChanges, ResumingSse
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.infra import PrivateInfra

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from feastflow.rollout import Unit, process_alive, stop_restarted
-from feastflow.supervisor import BackOff, Supervisor, is_unit, read_pid, status_lines
+from ops.stack import Unit, process_alive, stop_restarted
+from ops.supervisor import BackOff, Supervisor, is_unit, read_pid, status_lines
 from tests.support.polling import poll_until_sync
 
 # "feastflow" in the command line: the supervisor only adopts the project's processes.

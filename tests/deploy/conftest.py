@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from feastflow.settings import Settings
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "feastflow"

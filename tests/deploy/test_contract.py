@@ -13,8 +13,8 @@ from aiohttp import web
 
 from api import ops_views
 from api.routes import setup_routes
-from feastflow.cli import main as feastflow_main
 from models.cities import parse_cities
+from ops.cli import main as feastflow_main
 from tests.deploy.conftest import Rendered, component, container_env, containers, names_settings_read, settings_in
 
 

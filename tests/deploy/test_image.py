@@ -50,7 +50,7 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     build = _stages()[1]
     steps = [f"{name} {args}" for name, args in build]
     install_deps = next(i for i, s in enumerate(steps) if "--requirement" in s)
-    first_code = next(i for i, s in enumerate(steps) if re.match(r"COPY (models|streams|api|feastflow)\b", s))
+    first_code = next(i for i, s in enumerate(steps) if re.match(r"COPY (models|core|streams|api|ops)\b", s))
     assert all("setup.cfg" in s for s in steps[:install_deps] if s.startswith("COPY"))
     assert install_deps < first_code
 

@@ -10,9 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
+from core.topics import order_topic_name
 from models.events import MAX_EVENTS_PER_BATCH
 from models.fields import MAX_PRICE_CENTS, MAX_VERSION
-from streams.topics import order_topic_name
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
 from tests.support.stack import Stack, items_by_id

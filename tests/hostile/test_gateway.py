@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from feastflow.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from tests.support.contract import assert_contract_answer, assert_error_body
 from tests.support.processes import free_port
 from tests.support.stack import Stack

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.auth import Role
+from core.tokens import Role
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import ERROR_STATUSES, assert_error_body
 from tests.support.stack import Stack

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from feastflow.tokens import Role
+from core.tokens import Role
 from tests.support.contract import assert_error_body
 from tests.support.stack import Stack
 

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.auth import Role
+from core.tokens import Role
+from core.topics import order_topic_name
 from models.fields import MAX_PRICE_CENTS
 from models.orders import MAX_LINES
-from streams.topics import order_topic_name
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
 from tests.support.polling import poll_until

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from api.auth import Role
+from core.tokens import Role
 from tests.support.catalog import publish, restaurant_batch, wait_applied
 from tests.support.contract import assert_contract_answer
 from tests.support.sse import SseClient

@@ -16,7 +16,7 @@ import aiohttp
 import jwt
 import pytest
 
-from feastflow.tokens import ISSUER, MAX_LIFETIME_S, Role, audience, fingerprint, issue_token
+from core.tokens import ISSUER, MAX_LIFETIME_S, Role, audience, fingerprint, issue_token
 from tests.support.contract import KafkaUnchanged, assert_contract_answer
 from tests.support.processes import feastflow_command, free_port
 from tests.support.stack import Stack

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.auth import Role
+from core.tokens import Role
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.stack import Stack, items_by_id
 

@@ -10,13 +10,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.auth import Role, issue_token
-from feastflow.canary import CanaryAborted, CanaryPolicy, canary
-from feastflow.rehearsal import Sizes, rehearse
-from feastflow.releases import ABORTED, PASSED, ReleaseHistory
-from feastflow.rollout import Guardrails, rollback
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.tokens import Role, issue_token
 from models.catalog import effective_price
+from ops.canary import CanaryAborted, CanaryPolicy, canary
+from ops.probes import Guardrails
+from ops.rehearsal import Sizes, rehearse
+from ops.releases import ABORTED, PASSED, ReleaseHistory
+from ops.rollout import rollback
 from tests.support.builds import build, running_code
 from tests.support.polling import poll_until
 from tests.support.sse import SseClient

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from api.auth import Role
+from core.tokens import Role
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import assert_contract_answer
 from tests.support.polling import poll_until

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from feastflow.redis_keys import city_keys
+from core.redis_keys import city_keys
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.sse import SseClient

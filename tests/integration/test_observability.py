@@ -12,9 +12,9 @@ import aiohttp
 import orjson
 import pytest
 
-from api.auth import Role, issue_token
-from feastflow.prometheus import instant
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.tokens import Role, issue_token
+from ops.prometheus import instant
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.sse import SseClient

@@ -10,8 +10,8 @@ import aiohttp
 import aiopg
 import pytest
 
-from api.auth import Role
-from streams.topics import order_topic_name
+from core.tokens import Role
+from core.topics import order_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.processes import free_port

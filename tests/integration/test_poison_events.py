@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from api.auth import Role
+from core.tokens import Role
 from models.events import utc_now
 from tests.support.catalog import price_set, publish, restaurant_batch, statuses, wait_applied
 from tests.support.dead_letters import wait_dead_letter

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
-from feastflow.rehearsal import Sizes, rehearse
-from feastflow.rollout import rollout
-from feastflow.settings import Settings
+from core.settings import Settings
+from ops.rehearsal import Sizes, rehearse
+from ops.rollout import rollout
 
 
 async def test_a_rolling_deploy_under_traffic_fails_nothing_and_loses_nothing() -> None:

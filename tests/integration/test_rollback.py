@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from feastflow.rehearsal import Sizes, rehearse
-from feastflow.releases import FAILED, SUCCEEDED, ReleaseHistory
-from feastflow.rollout import Guardrails, RolloutFailed, rollback, rollout
-from feastflow.settings import Settings
+from core.settings import Settings
+from ops.probes import Guardrails
+from ops.rehearsal import Sizes, rehearse
+from ops.releases import FAILED, SUCCEEDED, ReleaseHistory
+from ops.rollout import RolloutFailed, rollback, rollout
 from tests.support.builds import build, running_code
 
 SIZES = Sizes(sse_clients=30, menu_readers=4, admin_per_s=5.0, orders_per_s=2.0, settle_s=60)

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from feastflow.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from models.events import SCHEMA_VERSION, utc_now
 from tests.support.catalog import statuses, wait_applied
 from tests.support.stack import Stack, items_by_id

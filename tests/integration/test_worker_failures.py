@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from feastflow.redis_keys import city_keys
-from feastflow.topics import ensure_topics
+from core.redis_keys import city_keys
+from core.topics import changelog_topics, consumer_group
 from models.events import utc_now
-from streams.topics import changelog_topics, consumer_group
+from ops.create_topics import ensure_topics
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.processes import feastflow_command, free_port

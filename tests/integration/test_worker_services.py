@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.auth import Role
-from streams.topics import catalog_topic_name, order_topic_name
+from core.tokens import Role
+from core.topics import catalog_topic_name, order_topic_name
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.stack import Stack, items_by_id

@@ -4,8 +4,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from feastflow.rollout import LocalStack, code_of
-from feastflow.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
+from ops.stack import LocalStack, code_of
 
 
 def build(tmp_path: Path, name: str, patches: dict[str, tuple[str, str]]) -> Path:

@@ -4,7 +4,7 @@ from typing import Any
 
 import aiohttp
 
-from feastflow.redis_keys import event_key
+from core.redis_keys import event_key
 from tests.support.polling import poll_until
 from tests.support.stack import Stack
 

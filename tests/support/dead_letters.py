@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.topics import dead_letter_topic_name
+from core.topics import dead_letter_topic_name
 from tests.support.polling import poll_until
 from tests.support.stack import Stack
 

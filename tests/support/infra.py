@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feastflow.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 INFRA_SH = REPO_ROOT / "deploy" / "local" / "infra.sh"
 SERVICES = ("redis", "postgres", "kafka")

@@ -85,4 +85,4 @@ class Process:
 
 
 def feastflow_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "feastflow.cli", *args]
+    return [sys.executable, "-m", "ops.cli", *args]

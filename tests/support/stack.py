@@ -15,11 +15,11 @@ import aiopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from api.auth import Role, issue_token
-from feastflow.migrate import migrate
-from feastflow.settings import Settings
-from feastflow.topics import ensure_topics
-from streams.topics import catalog_topic_name
+from core.schema import migrate
+from core.settings import Settings
+from core.tokens import Role, issue_token
+from core.topics import catalog_topic_name
+from ops.create_topics import ensure_topics
 from tests.support.processes import Process, feastflow_command, free_port
 
 TEST_REDIS_DB = 1

@@ -11,7 +11,7 @@ from aiohttp import web
 from api import admin_views, order_views
 from api.keys import REDIS, SETTINGS
 from api.metrics import AFTER_PUBLISH_FAILURES
-from feastflow.settings import Settings
+from core.settings import Settings
 from models.events import Event, EventType, PriceSet, utc_now
 from models.orders import OrderLine, OrderRequest
 

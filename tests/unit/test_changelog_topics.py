@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.topics import SERVICES_WITH_TABLES, changelog_topics
 from streams.app import create_app
-from streams.topics import SERVICES_WITH_TABLES, changelog_topics
 
 
 @pytest.mark.parametrize("service", SERVICES_WITH_TABLES)

@@ -7,9 +7,9 @@ from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.topics import catalog_topic_name, dead_letter_topic_name
 from streams import delivery
 from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S
-from streams.topics import catalog_topic_name, dead_letter_topic_name
 from tests.support.fakes import FakeClock, GuardedPipeline, fake_message, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")

@@ -11,9 +11,9 @@ from faust.types import TP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.topics import catalog_topic_name
 from streams import delivery
 from streams.delivery import STALL_REWIND_AFTER_S
-from streams.topics import catalog_topic_name
 from tests.support.fakes import FakeClock, GuardedPipeline, PartitionLog, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")

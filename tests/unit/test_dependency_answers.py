@@ -14,15 +14,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from api.auth import Role, issue_token
 from api.errors import RateLimited
 from api.keys import MENUS, PUBLISHER, RATE_LIMITER, REDIS
 from api.main import create_app
 from api.middlewares import errors_middleware, metrics_middleware, request_id_middleware
-from api.publisher import EventPublisher
 from api.ratelimit import RateLimiter
 from api.readmodel import MenuReader
-from feastflow.settings import Settings
+from core.publisher import EventPublisher
+from core.settings import Settings
+from core.tokens import Role, issue_token
 from tests.support.contract import assert_contract_answer
 from tests.support.processes import free_port
 

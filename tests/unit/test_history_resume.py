@@ -18,9 +18,9 @@ from api.feed import Delivery, FeedHub, Subscriber
 from api.keys import FEEDS, MENUS, ORDER_FEEDS, REDIS, SETTINGS, STREAMS, OpenStreams
 from api.order_feed import OrderFeedHub
 from api.readmodel import FeedEntry, MenuReader
-from feastflow.redis_keys import city_keys, order_keys
-from feastflow.settings import Settings
-from feastflow.tokens import Role, issue_token
+from core.redis_keys import city_keys, order_keys
+from core.settings import Settings
+from core.tokens import Role, issue_token
 from tests.support.fakes import FakeRedis, FeedProjection
 
 NAMESPACE = "unit"

@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import api.metrics
-import feastflow.build
+import core.build
 import streams.metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[
 
 def exported_names() -> set[str]:
     """Every series name the code can export (a counter's _total, a histogram's _bucket/_count/_sum...)."""
-    assert api.metrics and streams.metrics and feastflow.build  # imported for their registrations
+    assert api.metrics and streams.metrics and core.build  # imported for their registrations
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix

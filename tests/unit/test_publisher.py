@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from api.publisher import EventPublisher
+from core.publisher import EventPublisher
 from models.events import PricingReprice, system_batch, utc_now
 
 

@@ -6,8 +6,8 @@ from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.topics import catalog_topic_name
 from streams.delivery import ReadPositions
-from streams.topics import catalog_topic_name
 from tests.support.fakes import GuardedPipeline, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from feastflow.releases import ABORTED, FAILED, PASSED, SUCCEEDED, ReleaseHistory
+from ops.releases import ABORTED, FAILED, PASSED, SUCCEEDED, ReleaseHistory
 
 
 def test_a_canary_before_the_first_rollout_still_leaves_a_baseline_to_go_back_to(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from feastflow.results import README, RESULTS_DIR, markdown_table, publish, readme_quotes, sync_readme
+from ops.results import README, RESULTS_DIR, markdown_table, publish, readme_quotes, sync_readme
 
 
 def test_every_readme_quote_is_its_results_file_verbatim() -> None:
@@ -13,9 +13,7 @@ def test_every_readme_quote_is_its_results_file_verbatim() -> None:
     for kind, body in quotes.items():
         source = RESULTS_DIR / f"{kind}.md"
         assert source.exists(), f"the README quotes {kind} but docs/benchmarks/{kind}.md does not exist"
-        assert body == source.read_text(), (
-            f"README's {kind} table differs from {source}: run python -m feastflow.results"
-        )
+        assert body == source.read_text(), f"README's {kind} table differs from {source}: run python -m ops.results"
         assert (RESULTS_DIR / f"{kind}.json").exists(), f"{kind} has a table but no raw report"
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from api.feed import CityFeed, Delivery, Subscriber
 from api.readmodel import FeedEntry, MenuReader, to_entry
-from feastflow.redis_keys import city_keys
+from core.redis_keys import city_keys
 from tests.support.fakes import FakeRedis, FeedProjection, RecordingTransport
 
 MAX_PENDING = 10_000

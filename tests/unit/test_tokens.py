@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from api.auth_throttle import FailedAuthThrottle, client_address, trusted_networks
-from feastflow.settings import Settings
-from feastflow.tokens import (
+from core.settings import Settings
+from core.tokens import (
     ISSUER,
     MAX_LIFETIME_S,
     KeyRing,

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
 from redis import exceptions as redis_errors
 
-from feastflow.settings import Settings
+from core.settings import Settings
 from streams import catalog_agent, guarded_agent, order_agent
 from streams.app import Worker, WorkerService
 from streams.dead_letters import TRUNCATED_VALUE_CHARS, dead_letter

@@ -155,7 +155,7 @@ topologySpreadConstraints:
 
 {{/* checkov findings accepted on workloads, each with its reason (checkov reads these annotations). */}}
 {{- define "feastflow.checkovSkips" -}}
-checkov.io/skip1: CKV_K8S_35=feastflow/settings.py reads its secrets from the environment only; they come from Secrets by reference
+checkov.io/skip1: CKV_K8S_35=core/settings.py reads its secrets from the environment only; they come from Secrets by reference
 checkov.io/skip2: CKV_K8S_15=images are immutable (digest or commit SHA); IfNotPresent keeps scale-out and rescheduling working through a registry outage
 {{- if not .Values.image.digest }}
 checkov.io/skip3: CKV_K8S_43=pinned by commit-SHA tag until the CD workflow writes the first digest into the values

@@ -1,7 +1,7 @@
 """Create the project's topics explicitly (the broker never auto-creates): idempotent.
 
 That includes every worker service's table changelogs, before any worker starts (see
-streams.topics.changelog_topics for the startup race this closes)."""
+core.topics.changelog_topics for the startup race this closes)."""
 
 import contextlib
 import logging
@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from feastflow.settings import Settings
-from streams.topics import catalog_topic_name, changelog_topics, project_topics
+from core.settings import Settings
+from core.topics import catalog_topic_name, changelog_topics, project_topics
 
 logger = logging.getLogger(__name__)
 

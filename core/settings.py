@@ -23,7 +23,7 @@ def _local_secret(data_dir: Path) -> str:
 
 
 def _first_key_secret(keys_spec: str) -> str:
-    """FEASTFLOW_JWT_KEYS="kid1:secret1,kid2:secret2": the first key signs (feastflow.tokens.KeyRing)."""
+    """FEASTFLOW_JWT_KEYS="kid1:secret1,kid2:secret2": the first key signs (core.tokens.KeyRing)."""
     return keys_spec.split(",")[0].partition(":")[2].strip()
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import aiopg
 
-from api.auth import Role, issue_token
-from feastflow.rollout import Say, rollout
-from feastflow.settings import Settings
+from core.settings import Settings
+from core.tokens import Role, issue_token
+from ops.rollout import Say, rollout
 
 CITY = "blr"
 RESTAURANT = "rehearsal"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from feastflow.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "docs" / "benchmarks"
 README = REPO_ROOT / "README.md"

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from feastflow.results import markdown_table
 from models.events import utc_now
+from ops.results import markdown_table
 
 IN_PROGRESS = "in_progress"
 SUCCEEDED = "succeeded"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import aiohttp
 
-from feastflow.rollout import process_alive, stop_gracefully
-from feastflow.settings import Settings
+from core.settings import Settings
+from ops.stack import process_alive, stop_gracefully
 
 logger = logging.getLogger(__name__)
 

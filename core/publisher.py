@@ -12,13 +12,23 @@ import logging
 import time
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Histogram
 
-from api.metrics import PRODUCE_FAILURES, PRODUCE_LATENCY
+from core.topics import catalog_topic_name, order_topic_name
 from models.events import EventBatch
 from models.orders import OrderCommand, encode_command
-from streams.topics import catalog_topic_name, order_topic_name
 
 logger = logging.getLogger(__name__)
+
+PRODUCE_LATENCY = Histogram(
+    "feastflow_api_kafka_produce_seconds",
+    "Time until Kafka acknowledged a record",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+PRODUCE_FAILURES = Counter(
+    "feastflow_api_kafka_produce_failures_total", "Records Kafka did not acknowledge", ["topic"]
+)  # topic: catalog | orders
 
 
 DEFAULT_ACK_TIMEOUT_S = 10.0

@@ -6,7 +6,7 @@ import subprocess
 
 from prometheus_client import Gauge
 
-from feastflow.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 BUILD_INFO = Gauge(
     "feastflow_build_info", "1 per running build: version and role", ["version", "role"], multiprocess_mode="livemax"

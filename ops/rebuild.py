@@ -4,8 +4,8 @@ The request is an event on the city's own log, so it is applied in order with ev
 no race between the rebuild and live updates. SSE clients receive a fresh snapshot when it lands.
 """
 
-from api.publisher import EventPublisher
-from feastflow.settings import Settings
+from core.publisher import EventPublisher
+from core.settings import Settings
 from models.events import ProjectionRebuild, system_batch, utc_now
 
 REBUILD_ACTOR = "system:rebuild-projection"

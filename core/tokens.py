@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 if TYPE_CHECKING:
-    from feastflow.settings import Settings
+    from core.settings import Settings
 
 ISSUER = "feastflow"
 ALGORITHM = "HS256"

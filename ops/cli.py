@@ -6,15 +6,15 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from feastflow.logs import configure_logging
-from feastflow.settings import Settings
+from core.logs import configure_logging
+from core.settings import Settings
 
 if TYPE_CHECKING:
-    from feastflow.rollout import Guardrails
+    from ops.probes import Guardrails
 
 
 def add_guardrail_arguments(command: argparse.ArgumentParser) -> None:
-    from feastflow.rollout import Guardrails
+    from ops.probes import Guardrails
 
     default = Guardrails()
     command.add_argument("--ready-timeout-s", type=float, default=default.ready_timeout_s)
@@ -27,7 +27,7 @@ def add_guardrail_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def guardrails_from(args: argparse.Namespace) -> "Guardrails":
-    from feastflow.rollout import Guardrails
+    from ops.probes import Guardrails
 
     return Guardrails(
         ready_timeout_s=args.ready_timeout_s,
@@ -91,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         run_worker(settings)
         return 0
     if args.command == "api":
-        from api.main import run_api
+        from api.processes import run_api
 
         run_api(settings)
         return 0
     if args.command == "token":
-        from feastflow.tokens import KeyRing, Role, WeakSigningKey, issue_token
+        from core.tokens import KeyRing, Role, WeakSigningKey, issue_token
 
         try:
             keys = KeyRing.from_settings(settings)
@@ -111,22 +111,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "topics":
-        from feastflow.topics import ensure_topics
+        from ops.create_topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
         print(f"topics created: {', '.join(created) or 'none (all present)'}")
         return 0
     if args.command == "migrate":
-        from feastflow.migrate import migrate
+        from core.schema import migrate
 
         applied = asyncio.run(migrate(settings.pg_dsn))
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         return 0
     if args.command == "seed":
-        from api.auth import Role, issue_token
-        from feastflow.seed import SeedPlan
-        from feastflow.seed import seed as run_seed
-        from feastflow.topics import catalog_has_events
+        from core.tokens import Role, issue_token
+        from ops.create_topics import catalog_has_events
+        from ops.seed import SeedPlan
+        from ops.seed import seed as run_seed
 
         if asyncio.run(catalog_has_events(settings)) and not args.force:
             print("seeded: nothing (the catalog log already has events; --force to publish the demo again)")
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded: {published}")
         return 0
     if args.command in ("rollout", "rollback"):
-        from feastflow.rollout import RolloutFailed, rollback, rollout
+        from ops.rollout import rollback, rollout
+        from ops.stack import RolloutFailed
 
         guard = guardrails_from(args)
         try:
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "canary":
         from pathlib import Path
 
-        from feastflow.canary import CanaryAborted, CanaryPolicy
-        from feastflow.canary import canary as run_canary
+        from ops.canary import CanaryAborted, CanaryPolicy
+        from ops.canary import canary as run_canary
 
         policy = CanaryPolicy.load(Path(args.policy)) if args.policy else CanaryPolicy.load()
         try:
@@ -162,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "releases":
-        from feastflow.releases import ReleaseHistory, print_releases
+        from ops.releases import ReleaseHistory, print_releases
 
         print_releases(ReleaseHistory(settings.data_dir).all())
         return 0
     if args.command == "rehearse":
-        from feastflow.rehearsal import Sizes, report_rows
-        from feastflow.rehearsal import rehearse as run_rehearsal
-        from feastflow.results import markdown_table, publish
+        from ops.rehearsal import Sizes, report_rows
+        from ops.rehearsal import rehearse as run_rehearsal
+        from ops.results import markdown_table, publish
 
         sizes = Sizes(
             sse_clients=args.clients, rolls=args.rolls, admin_per_s=args.admin_rate, orders_per_s=args.order_rate
@@ -186,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         print("rehearsal passed: zero failed requests, zero lost changes, every order decided once")
         return 0
     if args.command == "rebuild-projection":
-        from feastflow.rebuild import request_rebuild
+        from ops.rebuild import request_rebuild
 
         cities = tuple(args.city or settings.city_codes)
         asyncio.run(request_rebuild(settings, cities))
         print(f"rebuild requested for: {', '.join(cities)} (the workers rewrite Redis in order with other changes)")
         return 0
     if args.command == "supervise":
-        from feastflow.supervisor import print_status, supervise
+        from ops.supervisor import print_status, supervise
 
         return print_status(settings) if args.status else supervise(settings)
     parser.error(f"unknown command {args.command}")

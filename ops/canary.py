@@ -25,26 +25,17 @@ from typing import Any
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
-from api.publisher import EventPublisher
-from feastflow.prometheus import PrometheusUnavailable, instant
-from feastflow.releases import ABORTED, PASSED, ReleaseHistory
-from feastflow.results import markdown_table
-from feastflow.rollout import (
-    Guardrails,
-    LocalStack,
-    RolloutFailed,
-    Say,
-    free_port,
-    process_alive,
-    resolve_code,
-    rollout,
-    stop_gracefully,
-    wait_ready,
-)
-from feastflow.settings import REPO_ROOT, Settings
+from core.publisher import EventPublisher
+from core.settings import REPO_ROOT, Settings
+from core.topics import consumer_group
 from models.events import PricingReprice, system_batch, utc_now
 from models.shadow import parse_expected_changes
-from streams.topics import consumer_group
+from ops.probes import Guardrails, wait_ready
+from ops.prometheus import PrometheusUnavailable, instant
+from ops.releases import ABORTED, PASSED, ReleaseHistory
+from ops.results import markdown_table
+from ops.rollout import Say, rollout
+from ops.stack import LocalStack, RolloutFailed, cli_module, free_port, process_alive, resolve_code, stop_gracefully
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +116,7 @@ async def canary(
     policy = policy or CanaryPolicy.load()
     parse_expected_changes(expect)  # a malformed declaration stops here, before anything starts
     as_path = Path(candidate)
-    ref, path = (None, candidate) if (as_path / "feastflow" / "cli.py").exists() else (candidate, None)
+    ref, path = (None, candidate) if cli_module(as_path) is not None else (candidate, None)
     code = resolve_code(settings, ref, path)
     say = Say("canary")
     history = ReleaseHistory(settings.data_dir)

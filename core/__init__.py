@@ -1,0 +1,2 @@
+"""The foundation every layer above imports: settings, names (topics, Redis keys), tokens, logging, build
+info, the PostgreSQL schema and its read layer, the Kafka publisher. Imports nothing of the project but `models`."""

@@ -1,1 +1,0 @@
-"""Versioned SQL migrations, applied in name order by feastflow.migrate."""

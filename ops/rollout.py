@@ -1,0 +1,200 @@
+"""A rolling deploy of the local stack, done the way a Deployment with maxSurge 1, maxUnavailable 0 does it,
+with automatic rollback.
+
+For each API pod: start its successor on a fresh port, wait until it is ready (within a deadline), bake it —
+for a few seconds it must stay up and answer real reads on its own port before any customer reaches it — then
+put it in the gateway, take the old one out, SIGTERM the old one (it drains: SSE clients are told to
+reconnect, in-flight requests finish) and wait for it to exit. For the worker: start a successor under a new
+member name, wait until its tables are recovered and it is ready, bake it, then SIGTERM the old one, which
+commits and leaves the group so the successor takes its partitions over; events wait in Kafka meanwhile.
+After the last unit the service objectives (error ratio, change freshness) are watched in the local
+Prometheus for a while, and the new units must stay up.
+
+If anything fails — a unit not ready in time, crashing, failing its reads, the objectives degrading — the
+rollout stops, puts the previous version back on every unit it had replaced (the same zero-downtime steps),
+marks the release failed with the reason, and exits non-zero. Every rollout and rollback is a numbered
+release (ops.releases); `feastflow rollback [--to N]` returns to an earlier one.
+
+The code to roll to is the current checkout, another checkout (`--path`), or a git ref (`--ref`, checked out
+into the data folder). Pods run it with this checkout's virtualenv.
+"""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.settings import Settings
+from ops.probes import Guardrails, api_checks, bake, wait_ready, watch_objectives
+from ops.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
+from ops.stack import (
+    LocalStack,
+    RolloutFailed,
+    Unit,
+    cli_module,
+    code_of,
+    free_port,
+    resolve_code,
+    stop_gracefully,
+    stop_restarted,
+)
+
+__all__ = ["Guardrails", "RolloutFailed", "rollback", "rollout"]
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A unit the rollout replaced: what it ran before, to put it back."""
+
+    name: str  # api-1, api-2, worker
+    previous_code: Path
+
+
+async def replace_api_pod(stack: LocalStack, unit: Unit, code: Path, guard: Guardrails, say: "Say") -> Replaced:
+    previous = code_of(unit.pid)
+    ports = [u.port for u in stack.api_units()]
+    port = free_port(set(ports))
+    pid = stack.start(unit.name, "api", code, {"FEASTFLOW_API_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(f"{base}/readyz", pid, f"new {unit.name}", guard.ready_timeout_s)
+        await bake(pid, f"new {unit.name}", base, api_checks(stack.settings), guard.bake_s, stack.admin_headers())
+    except RolloutFailed:
+        await stop_gracefully(pid, f"new {unit.name}")  # never routed: no customer ever reached it
+        raise
+    stack.scrape("api", unit.name, port)
+    say(f"{unit.name}: new pod ready and baked on :{port} (pid {pid})")
+    ports = [port if p == unit.port else p for p in ports]
+    await stack.route_gateway_to(ports)
+    restarted = stack.pid_of(unit.name)
+    stack.record(unit.name, pid)
+    stack.record_api_ports(ports)
+    say(f"{unit.name}: gateway routes to {ports} only; draining the old pod on :{unit.port}")
+    await stop_gracefully(unit.pid, f"old {unit.name}")
+    await stop_restarted(restarted, unit, f"old {unit.name}")
+    stack.unscrape("api", unit.port)
+    say(f"{unit.name}: old pod (pid {unit.pid}) exited")
+    return Replaced(unit.name, previous)
+
+
+async def roll_api_pods(
+    stack: LocalStack, code: Path, say: "Say", guard: Guardrails | None = None, replaced: list[Replaced] | None = None
+) -> None:
+    for unit in stack.api_units():
+        done = await replace_api_pod(stack, unit, code, guard or Guardrails(), say)
+        if replaced is not None:
+            replaced.append(done)
+
+
+async def roll_worker(
+    stack: LocalStack, code: Path, say: "Say", guard: Guardrails | None = None, replaced: list[Replaced] | None = None
+) -> None:
+    guard = guard or Guardrails()
+    unit, name = stack.worker_unit()
+    previous = code_of(unit.pid)
+    successor = _next_name(name)
+    port = unit.port + 1 if unit.port < 6075 else 6066
+    pid = stack.start(
+        "worker", "worker", code, {"FEASTFLOW_WORKER_NAME": successor, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/feastflow/ready/", pid, f"worker {successor}", guard.ready_timeout_s)
+        # Readiness flips while the group rebalances onto the newcomer; liveness must hold throughout.
+        await bake(pid, f"worker {successor}", f"http://127.0.0.1:{port}", {"/feastflow/health/": 200}, guard.bake_s)
+    except RolloutFailed:
+        await stop_gracefully(pid, f"worker {successor}")  # the old worker never stopped: it takes its partitions back
+        shutil.rmtree(stack.worker_data_dir(successor), ignore_errors=True)
+        raise
+    stack.scrape("worker", "worker", port)
+    say(f"worker: {successor} ready and baked on :{port} (pid {pid}); stopping {name}")
+    restarted = stack.pid_of("worker")
+    stack.record("worker", pid)
+    stack.record_worker(successor, port)
+    await stop_gracefully(unit.pid, f"worker {name}")
+    await stop_restarted(restarted, unit, f"worker {name}")
+    stack.unscrape("worker", unit.port)
+    shutil.rmtree(stack.worker_data_dir(name), ignore_errors=True)  # its tables live in changelogs
+    say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")
+    if replaced is not None:
+        replaced.append(Replaced("worker", previous))
+
+
+async def restore(stack: LocalStack, replaced: list[Replaced], say: "Say") -> None:
+    """Put the previous version back on every replaced unit, newest first, with the same zero-downtime steps."""
+    guard = Guardrails(bake_s=0.0, watch_s=0.0)
+    for done in reversed(replaced):
+        if done.name == "worker":
+            await roll_worker(stack, done.previous_code, say, guard)
+        else:
+            unit = next(u for u in stack.api_units() if u.name == done.name)
+            await replace_api_pod(stack, unit, done.previous_code, guard, say)
+        say(f"{done.name}: back on {done.previous_code}")
+
+
+def _next_name(name: str) -> str:
+    base, _, generation = name.rpartition("-g")
+    return f"{base}-g{int(generation) + 1}" if base and generation.isdigit() else f"{name}-g2"
+
+
+class Say:
+    def __init__(self, prefix: str = "rollout") -> None:
+        self.prefix = prefix
+
+    def __call__(self, line: str) -> None:
+        print(f"{self.prefix}: {line}", flush=True)
+
+
+async def rollout(
+    settings: Settings,
+    ref: str | None,
+    path: str | None,
+    only: str | None = None,
+    guard: Guardrails | None = None,
+) -> Release:
+    code = resolve_code(settings, ref, path)
+    return await deploy(settings, "rollout", code, ref, only, guard or Guardrails())
+
+
+async def rollback(settings: Settings, to: int | None = None, guard: Guardrails | None = None) -> Release:
+    """Return the stack to an earlier release: by default the last good one before the current one."""
+    history = ReleaseHistory(settings.data_dir)
+    current = history.last_good()
+    target = history.get(to) if to is not None else history.last_good(before=current.number if current else None)
+    if target is None:
+        raise RolloutFailed(f"no release {to} in the history" if to else "no earlier good release to go back to")
+    if to is not None and target.outcome != SUCCEEDED:
+        raise RolloutFailed(f"release {to} is {target.outcome}; roll back to a release that succeeded")
+    code = Path(target.code)
+    if cli_module(code) is None:
+        raise RolloutFailed(f"release {target.number}'s code at {code} is gone")
+    return await deploy(settings, "rollback", code, f"release {target.number}", None, guard or Guardrails())
+
+
+async def deploy(
+    settings: Settings, kind: str, code: Path, ref: str | None, only: str | None, guard: Guardrails
+) -> Release:
+    say = Say()
+    stack = LocalStack(settings)
+    history = ReleaseHistory(settings.data_dir)
+    units = stack.api_units() if only != "worker" else []
+    history.ensure_baseline(code_of(units[0].pid) if units else code_of(stack.worker_unit()[0].pid))
+    release = history.begin(kind, code, ref)
+    say(f"release {release.number} ({kind}): rolling to {code} ({release.version})")
+    replaced: list[Replaced] = []
+    try:
+        if only in (None, "api"):
+            await roll_api_pods(stack, code, say, guard, replaced)
+        if only in (None, "worker"):
+            await roll_worker(stack, code, say, guard, replaced)
+        await watch_objectives(stack, [r.name for r in replaced], guard, say)
+    except RolloutFailed as failure:
+        say(f"FAILED: {failure}; putting the previous version back on {len(replaced)} replaced unit(s)")
+        try:
+            await restore(stack, replaced, say)
+        except RolloutFailed as second:
+            history.finish(release, FAILED, f"{failure}; and the rollback failed too: {second}")
+            raise RolloutFailed(f"release {release.number} failed ({failure}); its rollback too: {second}") from second
+        history.finish(release, FAILED, str(failure))
+        raise RolloutFailed(f"release {release.number} failed and was rolled back: {failure}") from failure
+    finished = history.finish(release, SUCCEEDED)
+    say(f"release {release.number} succeeded")
+    return finished
