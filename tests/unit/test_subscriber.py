@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from api.feed import CityFeed, Delivery, Subscriber
 from api.readmodel import FeedEntry, MenuReader
 from core.redis_keys import city_keys
+from ops.sse_client import EventStreamParser
 from tests.support.fakes import FakeRedis, FeedProjection, RecordingTransport
 
 MAX_PENDING = 10_000
@@ -208,12 +209,9 @@ def test_a_client_receives_every_entry_after_its_first_data_exactly_once_in_orde
     assert not subscriber.overflowed
 
 
-def events_in(written: bytes) -> list[tuple[str, str]]:
-    """(id, event type) of each SSE frame, in order."""
-    lines = written.decode().splitlines()
-    ids = [line.removeprefix("id: ") for line in lines if line.startswith("id: ")]
-    types = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
-    return list(zip(ids, types, strict=True))
+def events_in(written: bytes) -> list[tuple[str | None, str]]:
+    """(id, event type) of each SSE frame, in order, as a client reads them."""
+    return [(event.id, event.type) for event in EventStreamParser().feed(written)]
 
 
 async def test_a_rebuild_in_the_feed_starts_every_client_over_from_a_snapshot_that_covers_what_follows() -> None:
