@@ -203,6 +203,8 @@ async def test_events_delivered_again_change_nothing(stack: Stack, http: aiohttp
 async def test_redis_flushed_is_rebuilt_by_command_and_clients_get_a_snapshot(
     stack: Stack, http: aiohttp.ClientSession
 ) -> None:
+    # Two cities with menus of this test's own (it runs alone as well as after the others).
+    await wait_applied(stack, await publish(stack, http, restaurant_batch("mum", "pav", 2)))
     await wait_applied(stack, await publish(stack, http, restaurant_batch("ams", "frites", 3)))
     before = {city: await stack.menu(http, city) for city in ("mum", "ams")}
     async with SseClient(f"{stack.api_url()}/v1/cities/ams/menu/stream") as client:
