@@ -4,7 +4,7 @@ processed event, and a commit never passes an offset that was not processed."""
 
 import pytest
 from faust.types import TP
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name, dead_letter_topic_name
@@ -282,7 +282,6 @@ commit_pipeline = guarded_pipeline({CATALOG})  # one for all examples: each exam
 partitions = iter(range(1_000_000))
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     committed=st.integers(min_value=0, max_value=20),
     processed=st.sets(st.integers(min_value=0, max_value=40), max_size=30),

@@ -10,7 +10,7 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from api import menu_views, order_views
@@ -134,7 +134,6 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
 @given(script=steps, maxlen=st.integers(min_value=1, max_value=12), limit=st.integers(min_value=1, max_value=12))
 async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_is_gone(
     script: list[Step], maxlen: int, limit: int

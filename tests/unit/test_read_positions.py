@@ -3,7 +3,7 @@ position past the rewind target, or Faust's fetch loop would drop the re-read re
 
 import pytest
 from faust.types import TP
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name
@@ -123,7 +123,6 @@ shared_pipeline = guarded_pipeline({CATALOG})  # building one per example would 
 shared_pipeline.kafka.partition(TP0, end=100, committed=0)
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     read_before=st.integers(min_value=0, max_value=30),
     back=st.integers(min_value=0, max_value=10),
