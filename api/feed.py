@@ -98,7 +98,12 @@ class Subscriber:
         """Called once the initial data is written; no await between flushing and going live."""
         self.chunked = chunked
         self.transport = transport
-        fresh = [entry for entry in self.pending if entry.order > self.last_order]
+        # Newer than everything before it, as deliver() does once live: after a rebuild, the feed's snapshot
+        # (at the menu's cursor) comes before changes it already includes.
+        fresh: list[FeedEntry] = []
+        for entry in self.pending:
+            if entry.order > (fresh[-1].order if fresh else self.last_order):
+                fresh.append(entry)
         self.pending, self.pending_bytes = [], 0
         if fresh:
             self._write(fresh)
