@@ -83,16 +83,8 @@ class LossyFetch:
             assert set(range(committed)) <= done, f"committed {committed} before processing {sorted(done)}"
 
     def _rebalance(self) -> None:
-        """What Faust does to a partition revoked and assigned again: forget, then seek to the committed offset."""
-        consumer, committed = self.pipeline.consumer, self.log.committed
-        for bookkeeping in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset):
-            bookkeeping.pop(self.tp, None)
         self.in_flight.clear()
-        start = 0 if committed is None else committed
-        self.log.position = start
-        consumer._read_offset.update({self.tp: committed})
-        if committed is not None:
-            consumer._committed_offset[self.tp] = committed
+        start = self.pipeline.reassign(self.tp)
         self.generation += 1
         self.generation_start[self.generation] = start
 
