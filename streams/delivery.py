@@ -215,8 +215,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         """Read a partition again from `offset`, and keep records already in flight from undoing that."""
         thread: GuardedConsumerThread = self._thread  # type: ignore[assignment]
         await thread.seek_in_thread(tp, offset)
-        self._read_offset[tp] = offset
         positions: ReadPositions = self._read_offset  # type: ignore[assignment]
+        positions.rewound_to.pop(tp, None)  # the newest seek is the one that counts, above a pending one or below
+        positions[tp] = offset
         positions.rewound_to[tp] = offset
 
     async def committed_offset(self, tp: TP) -> int | None:
