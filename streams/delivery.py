@@ -48,9 +48,7 @@ class DeliveryGuard:
         """True when this event is the next one to process on its partition."""
         message = event.message
         tp, offset = message.tp, message.offset
-        if message.generation_id != self._generation:
-            self._generation = message.generation_id
-            self._expected.clear()
+        self._enter_generation(message.generation_id)
         expected = self._expected.get(tp)
         if expected is None:
             expected = await _start_position(app, tp)
@@ -61,6 +59,12 @@ class DeliveryGuard:
         if offset > expected:
             await self.rewind(app, tp, expected, f"offset hole: got {offset}")
         return False
+
+    def _enter_generation(self, generation: int | None) -> None:
+        """After a rebalance every partition starts over from its committed offset."""
+        if generation != self._generation:
+            self._generation = generation
+            self._expected.clear()
 
     def processed(self, message: Message) -> None:
         self._last_activity = time.monotonic()
@@ -78,6 +82,8 @@ class DeliveryGuard:
 
     async def replay(self, app: AppT, tp: TP, offset: int) -> None:
         """Process a partition again from `offset` (an operator's request): versioned projections make it safe."""
+        # In the consumer's current generation, which no record may have come from yet: its first must not undo this.
+        self._enter_generation(app.consumer_generation_id)
         self._expected[tp] = offset
         self._last_rewind.pop(tp, None)
         await self.rewind(app, tp, offset, "replay requested")

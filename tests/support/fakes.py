@@ -182,6 +182,7 @@ def guarded_pipeline(guarded_topics: Iterable[str], acking_topics: Iterable[str]
     """No network: the broker URL is never dialled, the consumer thread is FakeConsumerThread."""
     guarded = set(guarded_topics)
     app = FeastFlowApp("unit-guarantees", broker=f"{TRANSPORT_SCHEME}://127.0.0.1:9")
+    app.consumer_generation_id = 1  # what fake messages carry unless told otherwise
     guard = DeliveryGuard(guarded)
     app.delivery_guard = guard
     # What subscribing an agent's topic does: its acks count toward commits.

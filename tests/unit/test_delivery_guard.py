@@ -153,6 +153,20 @@ async def test_a_replay_reprocesses_from_the_requested_offset_even_right_after_a
     assert await pipeline.handle(TP0, 1)
 
 
+async def test_a_replay_asked_for_right_after_a_rebalance_is_not_undone_by_the_first_record_that_follows(
+    pipeline: GuardedPipeline,
+) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=0)
+    for offset in (0, 1, 2):
+        await pipeline.handle(TP0, offset, generation=1)
+    assert pipeline.commit(TP0) == 3
+
+    pipeline.app.consumer_generation_id = 2  # a rebalance, and no record of the new generation yet
+    await pipeline.guard.replay(pipeline.app, TP0, 0)
+
+    assert await pipeline.handle(TP0, 0, generation=2)
+
+
 # ---- the stall watchdog ----
 
 
