@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from api import menu_views, order_views
 from api.feed import Delivery, FeedHub, Subscriber
@@ -174,7 +175,8 @@ class WatchedSubscriber(Subscriber):
 class DrivenFeeds:
     """Stands in for the pod's FeedHub: the test plays its reader and delivers to each subscriber itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pending_bytes: int = 1_000_000) -> None:
+        self.max_pending_bytes = max_pending_bytes
         self.subscribers: list[WatchedSubscriber] = []
         self.subscribed = asyncio.Event()
 
@@ -183,7 +185,7 @@ class DrivenFeeds:
 
     @asynccontextmanager
     async def subscribe(self, *order_id: str) -> AsyncIterator[Subscriber]:
-        subscriber = WatchedSubscriber(max_pending_bytes=1_000_000)
+        subscriber = WatchedSubscriber(self.max_pending_bytes)
         self.subscribers.append(subscriber)
         self.subscribed.set()
         yield subscriber
@@ -205,18 +207,23 @@ async def read_event_ids(response: aiohttp.ClientResponse, until: str) -> list[s
     return received
 
 
-async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_delivers_late() -> None:
-    """The client saw up to 3-0 (from another pod, say); this pod's feed reader has not got that far yet."""
-    redis = FakeRedis()
-    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
-    seen = projection.apply(["item_upserted"]) + projection.apply(["item_price_changed"])
-    feeds = DrivenFeeds()
+def menu_stream_app(redis: FakeRedis, feeds: DrivenFeeds) -> web.Application:
     app = web.Application()
     app[SETTINGS] = Settings()
     app[MENUS] = MenuReader(cast(Any, redis), NAMESPACE)
     app[FEEDS] = cast(FeedHub, feeds)
     app[STREAMS] = OpenStreams()
     app.router.add_get("/v1/cities/{city}/menu/stream", menu_views.menu_stream)
+    return app
+
+
+async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_delivers_late() -> None:
+    """The client saw up to 3-0 (from another pod, say); this pod's feed reader has not got that far yet."""
+    redis = FakeRedis()
+    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
+    seen = projection.apply(["item_upserted"]) + projection.apply(["item_price_changed"])
+    feeds = DrivenFeeds()
+    app = menu_stream_app(redis, feeds)
 
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         url = server.make_url(f"/v1/cities/{CITY}/menu/stream")
@@ -229,6 +236,34 @@ async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_d
             received = await read_event_ids(response, until=late[-1])
 
     assert received == late
+
+
+async def test_a_client_cut_loose_for_falling_behind_is_counted_and_told_to_reconnect() -> None:
+    redis = FakeRedis()
+    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
+    seen = projection.apply(["item_upserted"])
+    feeds = DrivenFeeds(max_pending_bytes=-1)  # any unsent bytes, none at all too, pass this bound
+    app = menu_stream_app(redis, feeds)
+
+    def slow_clients() -> float:
+        return REGISTRY.get_sample_value("feastflow_api_sse_slow_clients_total", {"kind": "menu"}) or 0.0
+
+    before = slow_clients()
+
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        url = server.make_url(f"/v1/cities/{CITY}/menu/stream")
+        async with session.get(url, headers={"Last-Event-ID": seen[-1]}) as response:
+            subscriber = await feeds.live_subscriber()
+            later = projection.apply(["item_price_changed"])
+            subscriber.deliver(Delivery([FeedEntry(later[0], "item_price_changed", "{}")]))
+
+            async with asyncio.timeout(5):
+                received = (await response.content.read()).decode()
+
+    assert subscriber.overflowed
+    assert received.splitlines()[:2] == [f"id: {later[0]}", "event: item_price_changed"]
+    assert "event: reconnect" in received.splitlines()
+    assert slow_clients() == before + 1
 
 
 async def test_a_caught_up_order_client_is_not_sent_again_what_a_lagging_reader_delivers_late() -> None:
