@@ -135,9 +135,17 @@ steps = st.lists(
 )
 
 
-@given(script=steps, maxlen=st.integers(min_value=1, max_value=12), limit=st.integers(min_value=1, max_value=12))
+any_ids = st.lists(st.builds("{}-{}".format, st.integers(min_value=0, max_value=30), st.integers(0, 5)), max_size=5)
+
+
+@given(
+    script=steps,
+    maxlen=st.integers(min_value=1, max_value=12),
+    limit=st.integers(min_value=1, max_value=12),
+    other_ids=any_ids,
+)
 async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_is_gone(
-    script: list[Step], maxlen: int, limit: int
+    script: list[Step], maxlen: int, limit: int, other_ids: list[str]
 ) -> None:
     reader, projection = reader_and_projection(maxlen)
     since_rebuild: list[str] = []  # every id written since the last rebuild, trimmed or not
@@ -151,7 +159,7 @@ async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_
     retained = [entry_id.decode() for entry_id, _ in projection.redis.streams[projection.keys.feed]]
 
     never_written = ["1-9", f"{projection.position + 1}-7", f"{projection.position + 5}-0"]
-    for last_id in before_rebuild + since_rebuild + never_written:
+    for last_id in before_rebuild + since_rebuild + never_written + other_ids:
         history = ids(await reader.history_after(CITY, last_id, limit))
         missed = since_rebuild[since_rebuild.index(last_id) + 1 :] if last_id in since_rebuild else None
         if history is not None:
