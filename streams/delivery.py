@@ -34,6 +34,10 @@ STALL_REWIND_AFTER_S = 2.0
 REWIND_DEBOUNCE_S = 0.5
 
 
+class ReplayWouldSkip(Exception):
+    """A replay from past the next offset to process would skip the records before it, not process any again."""
+
+
 class DeliveryGuard:
     def __init__(self, guarded_topics: set[str]) -> None:
         self.guarded_topics = guarded_topics
@@ -84,6 +88,11 @@ class DeliveryGuard:
         """Process a partition again from `offset` (an operator's request): versioned projections make it safe."""
         # In the consumer's current generation, which no record may have come from yet: its first must not undo this.
         self._enter_generation(app.consumer_generation_id)
+        next_offset = self._expected.get(tp)
+        if next_offset is None:
+            next_offset = await _start_position(app, tp)
+        if offset > next_offset:
+            raise ReplayWouldSkip(f"offset {offset} is past {next_offset}, the next to process on {tp.partition}")
         self._expected[tp] = offset
         self._last_rewind.pop(tp, None)
         await self.rewind(app, tp, offset, "replay requested")

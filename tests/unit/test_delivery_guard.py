@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name, dead_letter_topic_name
 from streams import delivery
-from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S
+from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S, ReplayWouldSkip
 from tests.support.fakes import FakeClock, GuardedPipeline, fake_message, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
@@ -165,6 +165,21 @@ async def test_a_replay_asked_for_right_after_a_rebalance_is_not_undone_by_the_f
     await pipeline.guard.replay(pipeline.app, TP0, 0)
 
     assert await pipeline.handle(TP0, 0, generation=2)
+
+
+async def test_a_replay_from_past_the_next_offset_to_process_is_refused(pipeline: GuardedPipeline) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=2)
+    pipeline.consumer._committed_offset[TP0] = 2
+    with pytest.raises(ReplayWouldSkip):
+        await pipeline.guard.replay(pipeline.app, TP0, 3)  # no record of this generation yet: 2 is next
+    await pipeline.handle(TP0, 2)
+
+    with pytest.raises(ReplayWouldSkip):
+        await pipeline.guard.replay(pipeline.app, TP0, 4)  # record 3 would be skipped, and commits stall at it
+
+    assert pipeline.kafka.seeks == []
+    await pipeline.guard.replay(pipeline.app, TP0, 3)  # from the next offset itself: nothing skipped
+    assert await pipeline.handle(TP0, 3)
 
 
 # ---- the stall watchdog ----

@@ -9,18 +9,19 @@ from itertools import count
 from typing import Literal
 from unittest import mock
 
+import pytest
 from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name
 from streams import delivery
-from streams.delivery import STALL_REWIND_AFTER_S
+from streams.delivery import STALL_REWIND_AFTER_S, ReplayWouldSkip
 from tests.support.fakes import FakeClock, GuardedPipeline, PartitionLog, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
 
-Action = Literal["fetch", "deliver", "repeat", "fail", "lose", "commit", "idle", "rebalance", "replay"]
+Action = Literal["fetch", "deliver", "repeat", "fail", "lose", "commit", "idle", "rebalance", "replay", "replay ahead"]
 LOG_SIZE = 12
 
 # One pipeline and one clock for every example (building a pipeline takes longer than an example): each example
@@ -82,6 +83,9 @@ class LossyFetch:
             start = max(0, self.next_offset - 3)
             await self.pipeline.guard.replay(self.pipeline.app, self.tp, start)
             self.run_starts.append(start)
+        elif action == "replay ahead":  # it would skip records: refused
+            with pytest.raises(ReplayWouldSkip):
+                await self.pipeline.guard.replay(self.pipeline.app, self.tp, self.next_offset + 1)
 
     async def _deliver(self, offset: int, fails: bool) -> None:
         positions = self.pipeline.consumer._read_offset
@@ -114,7 +118,21 @@ class LossyFetch:
 
 
 actions = st.lists(
-    st.sampled_from(["fetch", "deliver", "deliver", "repeat", "fail", "lose", "commit", "idle", "rebalance", "replay"]),
+    st.sampled_from(
+        [
+            "fetch",
+            "deliver",
+            "deliver",
+            "repeat",
+            "fail",
+            "lose",
+            "commit",
+            "idle",
+            "rebalance",
+            "replay",
+            "replay ahead",
+        ]
+    ),
     max_size=60,
 )
 
