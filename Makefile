@@ -72,11 +72,12 @@ test: up deploy-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
-	$(VENV)/bin/ruff check models core streams api ops tests bench deploy
-	$(VENV)/bin/ruff format --check models core streams api ops tests bench deploy
+	$(VENV)/bin/ruff check models core streams api ops tests bench deploy docs
+	$(VENV)/bin/ruff format --check models core streams api ops tests bench deploy docs
 
 typecheck:
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy docs/diagrams/code_layers.py
 
 # The layers (README, "Layout"): contracts in setup.cfg [importlinter].
 layers:
@@ -92,7 +93,8 @@ bench: up
 	$(PY) -m bench.orders
 
 # Render docs/diagrams/*.dot to PNG and SVG (Graphviz), recording each source's digest beside its renders.
-diagrams:
+diagrams: deps
+	$(PY) docs/diagrams/code_layers.py > docs/diagrams/code-layers.dot
 	docs/diagrams/render.sh
 
 # Refresh the README's screenshots (docs/screenshots) from the browser tests.

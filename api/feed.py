@@ -8,23 +8,21 @@ bytes pass a bound is cut loose and told to reconnect (it resumes from history),
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from api.errors import Unavailable
 from api.metrics import SSE_EVENTS_SENT
 from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, to_entry
+from api.stream_follow import RawEntries, follow_stream
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 2_000
 START_TIMEOUT_S = 5.0  # a stream waits this long for a feed reader to find its position, then answers 503
-READ_COUNT = 500
-FEED_SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
 
 
 async def until_started(started: asyncio.Event) -> None:
@@ -98,8 +96,8 @@ class Subscriber:
         """Called once the initial data is written; no await between flushing and going live."""
         self.chunked = chunked
         self.transport = transport
-        # Newer than everything before it, as deliver() does once live: after a rebuild, the feed's snapshot
-        # (at the menu's cursor) comes before changes it already includes.
+        # Newer than everything before it, as deliver() does once live: a batch the feed read again is in here
+        # twice, and after a rebuild the feed's snapshot (at the menu's cursor) comes before changes it includes.
         fresh: list[FeedEntry] = []
         for entry in self.pending:
             if entry.order > (fresh[-1].order if fresh else self.last_order):
@@ -147,38 +145,20 @@ class CityFeed:
             self.subscribers.discard(subscriber)
 
     async def _follow(self) -> None:
-        keys = self.reader.keys(self.city)
-        last_id = await self._start_position()
-        self.started.set()
-        while True:
-            try:
-                response = await self.redis.xread({keys.feed: last_id}, block=BLOCK_MS, count=READ_COUNT)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("feed reader for %s failed (%r); retrying", self.city, exc, extra={"city": self.city})
-                await asyncio.sleep(0.5)
-                continue
-            streams = cast(list[Any], response or [])
-            for _stream, raw_entries in streams:
-                entries = [to_entry(entry_id, fields) for entry_id, fields in raw_entries]
-                last_id = entries[-1].id
-                await self._publish(entries)
-            if streams and self.coalesce_s:
-                # Let the next few changes gather so each client gets them in one write.
-                await asyncio.sleep(self.coalesce_s)
+        await follow_stream(
+            self.redis,
+            self.reader.keys(self.city).feed,
+            functools.partial(self.reader.cursor, self.city),
+            self._publish,
+            self.started,
+            f"feed of {self.city}",
+            # Let the next few changes gather so each client gets them in one write.
+            pause_after_read_s=self.coalesce_s,
+        )
 
-    async def _start_position(self) -> str:
-        while True:
-            try:
-                return await self.reader.cursor(self.city)
-            except Exception as exc:
-                logger.warning("cannot read feed position of %s (%r); retrying", self.city, exc)
-                await asyncio.sleep(0.5)
-
-    async def _publish(self, entries: list[FeedEntry]) -> None:
+    async def _publish(self, raw_entries: RawEntries) -> None:
         batch: list[FeedEntry] = []
-        for entry in entries:
+        for entry in (to_entry(entry_id, fields) for entry_id, fields in raw_entries):
             if entry.type != "snapshot":
                 batch.append(entry)
                 continue

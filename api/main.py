@@ -14,7 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.auth_throttle import trusted_networks
-from api.feed import FEED_SOCKET_TIMEOUT_S, FeedHub
+from api.feed import FeedHub
 from api.keys import (
     DRAINING,
     FEEDS,
@@ -45,6 +45,7 @@ from api.readmodel import MenuReader
 from api.routes import setup_routes
 from api.server import HardenedRunner
 from api.sse import tell_to_reconnect
+from api.stream_follow import FEED_SOCKET_TIMEOUT_S
 from core.build import announce
 from core.publisher import EventPublisher
 from core.settings import Settings

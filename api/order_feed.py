@@ -2,18 +2,15 @@
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from api.feed import BLOCK_MS, READ_COUNT, Delivery, Subscriber, until_started
-from api.readmodel import FeedEntry
+from api.feed import Delivery, Subscriber, until_started
+from api.readmodel import FeedEntry, as_text
+from api.stream_follow import RawEntries, follow_stream
 from core.redis_keys import orders_feed_key
-
-logger = logging.getLogger(__name__)
 
 
 class OrderFeedHub:
@@ -41,36 +38,22 @@ class OrderFeedHub:
                 del self._subscribers[order_id]
 
     async def _follow(self) -> None:
-        last_id = await self._start_position()
-        self._started.set()
-        while True:
-            try:
-                response = await self._redis.xread({self._stream: last_id}, block=BLOCK_MS, count=READ_COUNT)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("order feed reader failed (%r); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for _stream, entries in cast(list[Any], response or []):
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    order_id = fields[b"order_id"].decode()
-                    for subscriber in tuple(self._subscribers.get(order_id, ())):
-                        entry = FeedEntry(fields[b"id"].decode(), "status", fields[b"data"].decode())
-                        subscriber.deliver(Delivery([entry]))
+        await follow_stream(
+            self._redis, self._stream, self._start_position, self._dispatch, self._started, "order feed"
+        )
 
     async def _start_position(self) -> str:
-        while True:
-            try:
-                newest = await self._redis.xrevrange(self._stream, count=1)
-                if not newest:
-                    return "0-0"
-                entry_id = newest[0][0]
-                return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            except Exception as exc:
-                logger.warning("cannot read the order feed position (%r); retrying", exc)
-                await asyncio.sleep(0.5)
+        """New subscribers start from their order's state in PostgreSQL/Redis; the feed needs only what is new."""
+        newest = await self._redis.xrevrange(self._stream, count=1)
+        return as_text(newest[0][0]) if newest else "0-0"
+
+    async def _dispatch(self, raw_entries: RawEntries) -> None:
+        for _entry_id, fields in raw_entries:
+            subscribers = self._subscribers.get(fields[b"order_id"].decode(), ())
+            if subscribers:
+                delivery = Delivery([FeedEntry(fields[b"id"].decode(), "status", fields[b"data"].decode())])
+                for subscriber in tuple(subscribers):
+                    subscriber.deliver(delivery)
 
     async def close(self) -> None:
         if self._task is not None:

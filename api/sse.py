@@ -12,13 +12,14 @@ import re
 from aiohttp_sse import EventSourceResponse
 
 SEPARATOR = "\n"
+RECONNECT_EVENT = "reconnect"
 RECONNECT_HINT_MS = 500  # how soon a client told to reconnect (pod draining, or fell behind) comes back
 
 
 async def tell_to_reconnect(stream: EventSourceResponse) -> None:
     """A `reconnect` event with a short retry hint; never waits long on a client that cannot take it."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(stream.send("", event="reconnect", retry=RECONNECT_HINT_MS), 1.0)
+        await asyncio.wait_for(stream.send("", event=RECONNECT_EVENT, retry=RECONNECT_HINT_MS), 1.0)
 
 
 def encode_frame(event_id: str, event_type: str, data: str) -> bytes:

@@ -9,7 +9,7 @@ clients. Prints a table and writes bench/results/<timestamp>.json.
 
 import argparse
 import asyncio
-import re
+import contextlib
 import resource
 import statistics
 import time
@@ -21,12 +21,12 @@ import aiohttp
 from bench.report import percentile, report_result
 from core.settings import Settings
 from core.tokens import Role, issue_token
+from ops.sse_client import EventSource
 
 CITY = "blr"
 RESTAURANT = "bench-r"
 ITEMS = 100
 PRICE_BASE = 1_000_000
-PRICE_PATTERN = re.compile(rb'"base_price_cents":(\d+)')
 
 
 @dataclass
@@ -71,47 +71,28 @@ async def counted_drop(client: Any, results: Results, stop: asyncio.Event, *args
         results.dropped_clients += 1
 
 
-async def probe_client(url: str, results: Results, stop: asyncio.Event, connected: asyncio.Event) -> None:
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-        response.raise_for_status()
-        connected.set()
-        buffer = b""
-        while not stop.is_set():
-            chunk = await response.content.readany()
-            if not chunk:
+async def probe_client(source: EventSource, results: Results, stop: asyncio.Event) -> None:
+    """Times every change it receives, parsing the stream in full."""
+    async with contextlib.aclosing(source.events()) as events:
+        async for event in events:
+            if stop.is_set():
                 return
-            now = time.perf_counter()
-            buffer += chunk
-            frames, _, buffer = buffer.rpartition(b"\n\n")
-            for frame in frames.split(b"\n\n"):
-                if b"event: item\n" not in frame:
-                    continue
-                match = PRICE_PATTERN.search(frame)
-                if match is None:
-                    continue
-                seq = int(match.group(1)) - PRICE_BASE
-                sent = results.sent_at.get(seq)
-                if sent is not None:
-                    results.latencies.append(now - sent)
-                    results.probe_item_events += 1
+            if event.type != "item":
+                continue
+            sent = results.sent_at.get(event.json()["base_price_cents"] - PRICE_BASE)
+            if sent is not None:
+                results.latencies.append(event.received_at - sent)
+                results.probe_item_events += 1
 
 
-async def draining_client(
-    session: aiohttp.ClientSession, url: str, results: Results, stop: asyncio.Event, connected: asyncio.Event
-) -> None:
-    async with session.get(url) as response:
-        response.raise_for_status()
-        connected.set()
-        tail = b""
-        while not stop.is_set():
-            chunk = await response.content.readany()
-            if not chunk:
+async def draining_client(source: EventSource, results: Results, stop: asyncio.Event) -> None:
+    """Counts the changes it receives without parsing: a thousand parsing clients would load the CPU the
+    stack under test runs on."""
+    async with contextlib.aclosing(source.counts("item")) as counts:
+        async for count in counts:
+            if stop.is_set():
                 return
-            data = tail + chunk
-            results.drained_item_events += data.count(b"event: item\n")
-            tail = data[-16:]
-            results.drained_item_events -= tail.count(b"event: item\n")
+            results.drained_item_events += count
 
 
 async def publish_changes(gateway: str, headers: dict[str, str], rate: float, duration: float, results: Results) -> int:
@@ -128,7 +109,7 @@ async def publish_changes(gateway: str, headers: dict[str, str], rate: float, du
                 "item_id": f"{RESTAURANT}-{n % ITEMS}",
                 "price_cents": PRICE_BASE + n,
             }
-            results.sent_at[n] = time.perf_counter()
+            results.sent_at[n] = time.monotonic()  # the clock of an event's received_at
             async with session.post(f"{gateway}/v1/admin/events", json=body, headers=headers) as response:
                 if response.status != 202:
                     results.post_failures += 1
@@ -184,20 +165,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         await prepare(session, args.gateway, headers)
-    connector = aiohttp.TCPConnector(limit=0)
-    drain_session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    # A connection pool without a limit for each kind: every client holds its stream open for the whole run.
+    probe_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None, sock_read=120)
+    )
+    drain_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
+    )
     tasks = []
-    connected = []
+    sources = []
     for n in range(args.clients):
         url = f"{pods[n % len(pods)]}/v1/cities/{CITY}/menu/stream"
-        event = asyncio.Event()
-        connected.append(event)
-        if n < args.probes:
-            client = counted_drop(probe_client, results, stop, url, results, stop, event)
-        else:
-            client = counted_drop(draining_client, results, stop, drain_session, url, results, stop, event)
-        tasks.append(asyncio.create_task(client))
-    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
+        probe = n < args.probes
+        source = EventSource(probe_session if probe else drain_session, url, backoff=None)
+        sources.append(source)
+        client = probe_client if probe else draining_client
+        tasks.append(asyncio.create_task(counted_drop(client, results, stop, source, results, stop)))
+    await asyncio.wait_for(asyncio.gather(*(source.opened.wait() for source in sources)), timeout=60)
     await asyncio.sleep(1)
     sent = await publish_changes(args.gateway, headers, args.rate, args.duration, results)
     await asyncio.sleep(3)
@@ -205,6 +189,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await probe_session.close()
     await drain_session.close()
     reads = await menu_reads(args.gateway, args.read_concurrency, args.read_duration)
     expected_probe = sent * args.probes

@@ -9,6 +9,7 @@ menu's current prices, through the gateway; each order is timed from just before
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -20,6 +21,7 @@ import aiohttp
 from bench.report import percentile, report_result
 from core.settings import Settings
 from core.tokens import Role, issue_token
+from ops.sse_client import EventSource
 
 CITY = "blr"
 
@@ -48,21 +50,21 @@ async def one_order(
     session: aiohttp.ClientSession, gateway: str, token: str, body: dict[str, Any], tally: Tally
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    started = time.perf_counter()
+    started = time.monotonic()  # the clock of an event's received_at
     async with session.post(f"{gateway}/v1/orders", json=body, headers=headers) as response:
         if response.status != 202:
             tally.fail(f"POST {response.status}")
             return
         order_id = (await response.json())["order_id"]
     tally.placed += 1
-    url = f"{gateway}/v1/orders/{order_id}/stream?access_token={token}"
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as stream:
-        async for raw in stream.content:
-            line = raw.decode()
-            if line.startswith("data: ") and '"status":"accepted"' in line:
-                tally.latencies.append(time.perf_counter() - started)
+    source = EventSource(session, f"{gateway}/v1/orders/{order_id}/stream?access_token={token}", backoff=None)
+    async with asyncio.timeout(30), contextlib.aclosing(source.events()) as events:
+        async for event in events:
+            status = event.json().get("status") if event.type == "status" else None
+            if status == "accepted":
+                tally.latencies.append(event.received_at - started)
                 return
-            if line.startswith("data: ") and '"status":"rejected"' in line:
+            if status == "rejected":
                 tally.fail("rejected")
                 return
     tally.fail("stream ended")

@@ -45,6 +45,7 @@ class EventPublisher:
         self.ack_timeout_s = ack_timeout_s
         self.catalog_topic = catalog_topic_name(namespace)
         self.order_topic = order_topic_name(namespace)
+        self._kinds = {self.catalog_topic: "catalog", self.order_topic: "orders"}  # the metrics' topic label
         self.producer = producer or AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -62,13 +63,15 @@ class EventPublisher:
 
     async def publish(self, batch: EventBatch) -> int:
         """Publish one city's batch as one record keyed by the city; return its offset."""
-        return await self._send("catalog", self.catalog_topic, batch.encode(), batch.city.encode())
+        return await self.send(self.catalog_topic, batch.city.encode(), batch.encode())
 
     async def publish_order(self, command: OrderCommand) -> int:
         """Order commands are keyed by city too: the worker holding the city's catalog tables prices them."""
-        return await self._send("orders", self.order_topic, encode_command(command), command.city.encode())
+        return await self.send(self.order_topic, command.city.encode(), encode_command(command))
 
-    async def _send(self, kind: str, topic: str, value: bytes, key: bytes) -> int:
+    async def send(self, topic: str, key: bytes, value: bytes) -> int:
+        """Put one encoded record on the catalog or the order topic; return its offset."""
+        kind = self._kinds[topic]
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.ack_timeout_s):

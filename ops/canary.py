@@ -25,10 +25,10 @@ from typing import Any
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
-from core.publisher import EventPublisher
 from core.settings import REPO_ROOT, Settings
+from core.system_events import publish_system_event
 from core.topics import consumer_group
-from models.events import PricingReprice, system_batch, utc_now
+from models.events import PricingReprice
 from models.shadow import parse_expected_changes
 from ops.probes import Guardrails, wait_ready
 from ops.prometheus import PrometheusUnavailable, instant
@@ -286,10 +286,4 @@ def print_measurements(measured: Measurements, policy: CanaryPolicy) -> None:
 
 async def reprice_every_city(settings: Settings) -> None:
     """The promoted version computes every effective price again, in order with the other changes."""
-    publisher = EventPublisher(settings.kafka_bootstrap, settings.namespace)
-    await publisher.start()
-    try:
-        for city in settings.city_codes:
-            await publisher.publish(system_batch(city, PricingReprice(), "system:canary", utc_now()))
-    finally:
-        await publisher.stop()
+    await publish_system_event(settings, settings.city_codes, PricingReprice(), "system:canary")

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from core.logs import configure_logging
-from core.settings import Settings
+from core.settings import InvalidSetting, Settings
 
 if TYPE_CHECKING:
     from ops.probes import Guardrails
@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = commands.add_parser("supervise", help="keep the local stack's units running (restarts, back-off)")
     supervisor.add_argument("--status", action="store_true", help="print each unit's pid, uptime and restarts")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except InvalidSetting as invalid:
+        print(f"feastflow: {invalid}", file=sys.stderr)
+        return 2
     configure_logging()
 
     if args.command == "worker":

@@ -3,9 +3,9 @@
 import enum
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +15,9 @@ from mode import Service
 from redis.asyncio import Redis
 
 from core.settings import Settings
+from core.system_events import send_system_event
 from core.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
+from models.events import SystemPayload
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
 from streams.health import WorkerHealth
 from streams.order_projection import OrderProjection
@@ -117,6 +119,18 @@ class Worker:
     async def retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry a write while its dependency is unreachable (not ready meanwhile); raise a refusal at once."""
         return await retry_forever(what, attempt, self.stopping, self.health)
+
+    async def send_system_event(
+        self, what: str, cities: Iterable[str], payload: SystemPayload, actor: str, now: str | None = None
+    ) -> None:
+        """Put a system event on cities' catalog logs with the worker's producer. Each record is retried as it
+        is, so a retried batch keeps its event id."""
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            producer = self.app.producer
+            await self.retry(what, partial(producer.send_and_wait, topic, key, value, None, None, None))
+
+        await send_system_event(send, self.catalog_topic.get_topic_name(), cities, payload, actor, now)
 
 
 TRACK_LABEL = "feastflow.io/track"

@@ -1,10 +1,9 @@
 """Time-boxed pricing rules: when a rule's effective_at or until passes, a tick event goes onto the city's
 log, so the re-pricing happens in order with every other change and replays the same way."""
 
-import functools
 import logging
 
-from models.events import PricingRuleTick, system_batch, utc_now
+from models.events import PricingRuleTick, utc_now
 from streams.app import Worker
 from streams.timers import worker_timer
 
@@ -22,12 +21,5 @@ def register_pricing_clock(worker: Worker) -> None:
             if due is None or due > now or (city, due) in announced:
                 continue
             announced.add((city, due))
-            await worker.retry("pricing tick", functools.partial(publish_tick, worker, city, now))
-
-
-async def publish_tick(worker: Worker, city: str, now: str) -> None:
-    batch = system_batch(city, PricingRuleTick(), "system:pricing-clock", now)
-    await worker.app.producer.send_and_wait(
-        worker.catalog_topic.get_topic_name(), city.encode(), batch.encode(), None, None, None
-    )
-    logger.info("pricing tick published", extra={"city": city})
+            await worker.send_system_event("pricing tick", [city], PricingRuleTick(), "system:pricing-clock", now)
+            logger.info("pricing tick published", extra={"city": city})

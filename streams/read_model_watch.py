@@ -1,7 +1,6 @@
 """Notices when Redis lost a city's read model (a flush, a restart without persistence) and asks for a
 rebuild on the city's own log, so customers get their menu back without anyone running a command."""
 
-import functools
 import logging
 import time
 
@@ -9,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from core.redis_keys import city_keys
-from models.events import ProjectionRebuild, system_batch, utc_now
+from models.events import ProjectionRebuild
 from streams.app import Worker
 from streams.timers import worker_timer
 
@@ -41,6 +40,4 @@ def register_read_model_watch(worker: Worker) -> None:
                 continue  # nothing to show for this city yet
             requested[city] = now
             logger.warning("Redis has no read model for %s; requesting a rebuild", city, extra={"city": city})
-            batch = system_batch(city, ProjectionRebuild(), "system:read-model-watch", utc_now())
-            send = functools.partial(worker.app.producer.send_and_wait, topic, key, batch.encode(), None, None, None)
-            await worker.retry("rebuild request", send)
+            await worker.send_system_event("rebuild request", [city], ProjectionRebuild(), "system:read-model-watch")

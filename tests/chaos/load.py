@@ -4,7 +4,6 @@ SSE clients that reconnect and resume by Last-Event-ID like a browser's EventSou
 import asyncio
 import contextlib
 import itertools
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -13,6 +12,8 @@ from functools import partial
 
 import aiohttp
 
+from api.sse import RECONNECT_EVENT
+from ops.sse_client import Backoff, EventSource, ServerSentEvent
 from tests.support.catalog import price_set
 from tests.support.stack import Stack
 
@@ -121,79 +122,54 @@ def _release(busy: set[Item], item: Item, _done: "asyncio.Task[None]") -> None:
 
 
 @dataclass
-class Seen:
-    event_id: str | None
-    kind: str
-    data: str
-    at: float  # monotonic
-
-
-@dataclass
 class ResumingSse:
     """One menu stream, followed for the whole test: on any end or error it reconnects after the server's
-    retry hint (0.5 s) with the last id it saw, as EventSource does."""
+    retry hint (0.5 s, never longer: the test times how soon changes flow again) with the last id it saw,
+    as EventSource does."""
 
     url: str
-    events: list[Seen] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)  # per (re)connection
-    errors: Counter[str] = field(default_factory=Counter)
-    last_event_id: str | None = None
+    events: list[ServerSentEvent] = field(default_factory=list)  # the `reconnect` events left out
+    _source: EventSource | None = None
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow())
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=30)  # heartbeats every 10 s
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._source = EventSource(self._session, self.url, backoff=Backoff(first_s=0.5, cap_s=0.5))
+        self._task = asyncio.create_task(self._follow(self._source))
 
     async def stop(self) -> None:
         assert self._task is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        await self._session.close()
+
+    @property
+    def statuses(self) -> Counter[int]:
+        """Per (re)connection."""
+        return self._source.statuses if self._source else Counter()
+
+    @property
+    def errors(self) -> Counter[str]:
+        return self._source.errors if self._source else Counter()
 
     @property
     def connections(self) -> int:
         return sum(self.statuses.values())
 
     def snapshots(self) -> int:
-        return sum(1 for e in self.events if e.kind == "snapshot")
+        return sum(1 for e in self.events if e.type == "snapshot")
 
     def prices(self) -> dict[str, list[int]]:
         seen: dict[str, list[int]] = defaultdict(list)
         for event in self.events:
-            if event.kind == "item":
-                change = json.loads(event.data)
+            if event.type == "item":
+                change = event.json()
                 seen[change["item_id"]].append(change["price_cents"])
         return seen
 
-    async def _follow(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=30)  # heartbeats every 10 s
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                try:
-                    await self._once(session)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.5)
-
-    async def _once(self, session: aiohttp.ClientSession) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
-        async with session.get(self.url, headers=headers) as response:
-            self.statuses[response.status] += 1
-            if response.status != 200:
-                await response.read()
-                return
-            fields: dict[str, str] = {}
-            async for raw in response.content:
-                line = raw.decode().rstrip("\r\n")
-                if line:
-                    if not line.startswith(":"):
-                        name, _, value = line.partition(":")
-                        fields[name] = value[1:] if value.startswith(" ") else value
-                    continue
-                if "data" in fields:
-                    kind = fields.get("event", "message")
-                    if kind == "reconnect":
-                        return
-                    self.events.append(Seen(fields.get("id"), kind, fields["data"], time.monotonic()))
-                    if fields.get("id"):
-                        self.last_event_id = fields["id"]
-                fields = {}
+    async def _follow(self, source: EventSource) -> None:
+        async for event in source.events():
+            if event.type != RECONNECT_EVENT:
+                self.events.append(event)

@@ -72,10 +72,10 @@ class Chaos:
 
         def first_arrival() -> tuple[float, ...]:  # a tuple: an arrival 0.0 s after is an answer too
             arrivals = [
-                event.at - since
+                event.received_at - since
                 for client in self.clients.values()
                 for event in client.events
-                if event.kind == "item" and self.traffic.answers.sent_at.get(_price(event.data), 0.0) > since
+                if event.type == "item" and self.traffic.answers.sent_at.get(_price(event.data), 0.0) > since
             ]
             return (min(arrivals),) if arrivals else ()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.settings import Settings
+from core.settings import Settings, variables
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "feastflow"
@@ -166,31 +166,13 @@ def container_env(container: dict[str, Any], rendered: Rendered) -> dict[str, st
     return env
 
 
-class _RecordingEnviron(dict[str, str]):
-    """os.environ for Settings.from_env: answers from a pod's environment and notes every name asked for."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return super().get(key, default)
-
-
 def settings_in(environment: dict[str, str]) -> Settings:
     """The Settings a process started with exactly this environment would read."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "environ", _RecordingEnviron(environment))
-        return Settings.from_env()
+    return Settings.from_env(environment)
 
 
 def names_settings_read() -> set[str]:
-    recording = _RecordingEnviron({})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "environ", recording)
-        Settings.from_env()
-    return recording.asked
+    return {variable.name for variable in variables()}
 
 
 @pytest.fixture(scope="session")

@@ -24,10 +24,11 @@ from core.redis_keys import city_keys
 from core.topics import changelog_topics, consumer_group
 from models.events import utc_now
 from ops.create_topics import ensure_topics
+from ops.sse_client import ServerSentEvent
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.polling import poll_until
 from tests.support.processes import feastflow_command, free_port
-from tests.support.sse import SseClient, SseEvent
+from tests.support.sse import SseClient
 from tests.support.stack import Stack, items_by_id
 from tests.support.traffic import PriceTraffic
 
@@ -82,7 +83,7 @@ async def _assert_every_change_arrived(stack: Stack, traffic: PriceTraffic, clie
         assert len(ids) == len(set(ids)), "an SSE id was sent twice"
 
 
-def _is_last(event: SseEvent) -> bool:
+def _is_last(event: ServerSentEvent) -> bool:
     return event.type == "item" and event.json()["price_cents"] == LAST_PRICE
 
 

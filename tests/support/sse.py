@@ -1,41 +1,30 @@
-"""A minimal Server-Sent Events reader for tests: records every event with its id, type and data."""
+"""A menu or order stream a test watches in the background (one connection, as the test opened it), on the
+package's SSE client: `events` grows as events arrive, each stamped with its arrival (time.monotonic())."""
 
 import asyncio
 import contextlib
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
-
-@dataclass(frozen=True)
-class SseEvent:
-    id: str | None
-    type: str
-    data: str
-    received_at: float
-
-    def json(self) -> Any:
-        return json.loads(self.data)
+from ops.sse_client import EventSource, ServerSentEvent
 
 
 @dataclass
 class SseClient:
-    """Follows one SSE URL in the background; `events` grows as events arrive."""
-
     url: str
     last_event_id: str | None = None
-    events: list[SseEvent] = field(default_factory=list)
-    comments: int = 0
+    events: list[ServerSentEvent] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    _source: EventSource | None = None
     _task: asyncio.Task[None] | None = None
     _new: asyncio.Event = field(default_factory=asyncio.Event)
-    status: int | None = None
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __aenter__(self) -> "SseClient":
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
-        self._task = asyncio.create_task(self._follow())
+        self._source = EventSource(self._session, self.url, last_event_id=self.last_event_id, backoff=None)
+        self._task = asyncio.create_task(self._follow(self._source))
         await self.wait_for(lambda events: len(events) >= 1, timeout=10)
         return self
 
@@ -46,33 +35,27 @@ class SseClient:
             await self._task
         await self._session.close()
 
-    async def _follow(self) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
-        loop = asyncio.get_running_loop()
+    @property
+    def status(self) -> int | None:
+        statuses = list(self._source.statuses) if self._source else []
+        return statuses[0] if statuses else None
+
+    @property
+    def comments(self) -> int:
+        return self._source.comments if self._source else 0
+
+    async def _follow(self, source: EventSource) -> None:
         try:
-            async with self._session.get(self.url, headers=headers) as response:
-                self.status = response.status
-                fields: dict[str, str] = {}
-                async for raw in response.content:
-                    line = raw.decode().rstrip("\r\n")
-                    if not line:
-                        if "data" in fields:
-                            self.events.append(
-                                SseEvent(fields.get("id"), fields.get("event", "message"), fields["data"], loop.time())
-                            )
-                            self._new.set()
-                        fields = {}
-                    elif line.startswith(":"):
-                        self.comments += 1
-                    else:
-                        name, _, value = line.partition(":")
-                        value = value[1:] if value.startswith(" ") else value
-                        fields[name] = fields[name] + "\n" + value if name == "data" and name in fields else value
+            async for event in source.events():
+                self.events.append(event)
+                self._new.set()
         finally:
             self.closed.set()
             self._new.set()
 
-    async def wait_for(self, predicate: Any, timeout: float) -> list[SseEvent]:
+    async def wait_for(
+        self, predicate: Callable[[list[ServerSentEvent]], bool], timeout: float
+    ) -> list[ServerSentEvent]:
         deadline = asyncio.get_running_loop().time() + timeout
         while not predicate(self.events):
             remaining = deadline - asyncio.get_running_loop().time()
@@ -83,5 +66,5 @@ class SseClient:
                 await asyncio.wait_for(self._new.wait(), remaining)
         return self.events
 
-    def of_type(self, kind: str) -> list[SseEvent]:
+    def of_type(self, kind: str) -> list[ServerSentEvent]:
         return [e for e in self.events if e.type == kind]

@@ -1,6 +1,8 @@
-"""The architecture diagrams' renders match their sources (`make diagrams` makes them again)."""
+"""The architecture diagrams' renders match their sources (`make diagrams` makes them again), and the code-layers
+diagram matches the code's import graph."""
 
 import hashlib
+import runpy
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -30,3 +32,10 @@ def test_each_source_has_a_png_and_an_svg_of_its_graph(source: Path) -> None:
     graph_id = source.read_text().split("digraph", 1)[1].split("{", 1)[0].strip()
     titles = {t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")}
     assert graph_id in titles
+
+
+def test_the_code_layers_diagram_is_the_import_graph_of_the_code() -> None:
+    generated = runpy.run_path(str(DIAGRAMS / "code_layers.py"))["dot"]()
+    assert (DIAGRAMS / "code-layers.dot").read_text() == generated, (
+        "the packages import each other differently now: run `make diagrams` and commit the result"
+    )

@@ -22,6 +22,7 @@ from api.readmodel import FeedEntry, MenuReader
 from core.redis_keys import city_keys, order_keys
 from core.settings import Settings
 from core.tokens import Role, issue_token
+from ops.sse_client import EventStreamParser
 from tests.support.fakes import FakeRedis, FeedProjection
 
 NAMESPACE = "unit"
@@ -206,12 +207,11 @@ class DrivenFeeds:
 
 
 async def read_event_ids(response: aiohttp.ClientResponse, until: str) -> list[str]:
-    received = []
+    parser = EventStreamParser()
+    received: list[str] = []
     async with asyncio.timeout(5):
         while until not in received:
-            line = (await response.content.readline()).decode()
-            if line.startswith("id: "):
-                received.append(line.removeprefix("id: ").strip())
+            received += [event.id for event in parser.feed(await response.content.readany()) if event.id]
     return received
 
 
