@@ -96,8 +96,10 @@ class Subscriber:
         """Called once the initial data is written; no await between flushing and going live."""
         self.chunked = chunked
         self.transport = transport
+        # Newer than everything before it, as deliver() does once live: a batch the feed read again is in here
+        # twice, and after a rebuild the feed's snapshot (at the menu's cursor) comes before changes it includes.
         fresh: list[FeedEntry] = []
-        for entry in self.pending:  # in stream order; a batch the feed read again is in here twice
+        for entry in self.pending:
             if entry.order > (fresh[-1].order if fresh else self.last_order):
                 fresh.append(entry)
         self.pending, self.pending_bytes = [], 0

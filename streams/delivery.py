@@ -34,6 +34,10 @@ STALL_REWIND_AFTER_S = 2.0
 REWIND_DEBOUNCE_S = 0.5
 
 
+class ReplayWouldSkip(Exception):
+    """A replay from past the next offset to process would skip the records before it, not process any again."""
+
+
 class DeliveryGuard:
     def __init__(self, guarded_topics: set[str]) -> None:
         self.guarded_topics = guarded_topics
@@ -48,9 +52,7 @@ class DeliveryGuard:
         """True when this event is the next one to process on its partition."""
         message = event.message
         tp, offset = message.tp, message.offset
-        if message.generation_id != self._generation:
-            self._generation = message.generation_id
-            self._expected.clear()
+        self._enter_generation(message.generation_id)
         expected = self._expected.get(tp)
         if expected is None:
             expected = await _start_position(app, tp)
@@ -61,6 +63,12 @@ class DeliveryGuard:
         if offset > expected:
             await self.rewind(app, tp, expected, f"offset hole: got {offset}")
         return False
+
+    def _enter_generation(self, generation: int | None) -> None:
+        """After a rebalance every partition starts over from its committed offset."""
+        if generation != self._generation:
+            self._generation = generation
+            self._expected.clear()
 
     def processed(self, message: Message) -> None:
         self._last_activity = time.monotonic()
@@ -78,6 +86,13 @@ class DeliveryGuard:
 
     async def replay(self, app: AppT, tp: TP, offset: int) -> None:
         """Process a partition again from `offset` (an operator's request): versioned projections make it safe."""
+        # In the consumer's current generation, which no record may have come from yet: its first must not undo this.
+        self._enter_generation(app.consumer_generation_id)
+        next_offset = self._expected.get(tp)
+        if next_offset is None:
+            next_offset = await _start_position(app, tp)
+        if offset > next_offset:
+            raise ReplayWouldSkip(f"offset {offset} is past {next_offset}, the next to process on {tp.partition}")
         self._expected[tp] = offset
         self._last_rewind.pop(tp, None)
         await self.rewind(app, tp, offset, "replay requested")
@@ -215,8 +230,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         """Read a partition again from `offset`, and keep records already in flight from undoing that."""
         thread: GuardedConsumerThread = self._thread  # type: ignore[assignment]
         await thread.seek_in_thread(tp, offset)
-        self._read_offset[tp] = offset
         positions: ReadPositions = self._read_offset  # type: ignore[assignment]
+        positions.rewound_to.pop(tp, None)  # the newest seek is the one that counts, above a pending one or below
+        positions[tp] = offset
         positions.rewound_to[tp] = offset
 
     async def committed_offset(self, tp: TP) -> int | None:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.tokens import KeyRing, Role, TokenRefused, verify_token
 from streams.app import Worker
-from streams.delivery import guard_of, recovery_completed
+from streams.delivery import ReplayWouldSkip, guard_of, recovery_completed
 from streams.metrics import LIVE, OLDEST_RECORD_AGE
 from streams.operator_pages import answer
 from streams.state import (
@@ -156,7 +156,10 @@ def register_operator_views(worker: Worker) -> None:
             tp = TP(worker.catalog_topic.get_topic_name(), int(partition))
             if tp not in app.consumer.assignment():
                 return self.json(_error("not_assigned", f"{tp} is not here"), status=409)
-            await guard_of(app).replay(app, tp, int(offset))
+            try:
+                await guard_of(app).replay(app, tp, int(offset))
+            except ReplayWouldSkip as exc:
+                return self.json(_error("not_processed_yet", str(exc)), status=409)
             return self.json({"replaying": {"partition": tp.partition, "from": int(offset)}})
 
     @app.page("/feastflow/tables/{table}/{city}/{record_id}/")

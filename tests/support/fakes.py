@@ -152,15 +152,27 @@ class GuardedPipeline:
             self.consumer._committed_offset[tp] = offset
         return offset
 
+    def reassign(self, tp: TP) -> int:
+        """What Faust does to a partition revoked and assigned again: forget its bookkeeping, then seek to the
+        committed offset. Returns where the partition's log is read from."""
+        consumer, log = self.consumer, self.kafka.logs[tp]
+        for bookkeeping in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset):
+            bookkeeping.pop(tp, None)
+        log.position = log.earliest if log.committed is None else log.committed
+        consumer._read_offset.update({tp: log.committed})
+        if log.committed is not None:
+            consumer._committed_offset[tp] = log.committed
+        return log.position
+
     def acked(self, tp: TP) -> list[int]:
         return sorted(self.consumer._acked[tp])
 
-    async def handle(self, tp: TP, offset: int, generation: int = 1) -> bool:
-        """What the guarded agent (streams.guarded_agent) does with a record: admit, process, and ack it in a
-        `finally`. True when it was processed."""
+    async def handle(self, tp: TP, offset: int, generation: int = 1, *, fails: bool = False) -> bool:
+        """What the guarded agent (streams.guarded_agent) does with a record: admit, process (unless that `fails`),
+        and ack it in a `finally`. True when it was admitted."""
         message = fake_message(tp, offset, generation)
         admitted = await self.guard.admit(self.app, fake_event(message))
-        if admitted:
+        if admitted and not fails:
             self.guard.processed(message)
         self.consumer.ack(message)
         return admitted
@@ -170,6 +182,7 @@ def guarded_pipeline(guarded_topics: Iterable[str], acking_topics: Iterable[str]
     """No network: the broker URL is never dialled, the consumer thread is FakeConsumerThread."""
     guarded = set(guarded_topics)
     app = FeastFlowApp("unit-guarantees", broker=f"{TRANSPORT_SCHEME}://127.0.0.1:9")
+    app.consumer_generation_id = 1  # what fake messages carry unless told otherwise
     guard = DeliveryGuard(guarded)
     app.delivery_guard = guard
     # What subscribing an agent's topic does: its acks count toward commits.

@@ -4,12 +4,12 @@ processed event, and a commit never passes an offset that was not processed."""
 
 import pytest
 from faust.types import TP
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name, dead_letter_topic_name
 from streams import delivery
-from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S
+from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S, ReplayWouldSkip
 from tests.support.fakes import FakeClock, GuardedPipeline, fake_message, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
@@ -153,6 +153,35 @@ async def test_a_replay_reprocesses_from_the_requested_offset_even_right_after_a
     assert await pipeline.handle(TP0, 1)
 
 
+async def test_a_replay_asked_for_right_after_a_rebalance_is_not_undone_by_the_first_record_that_follows(
+    pipeline: GuardedPipeline,
+) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=0)
+    for offset in (0, 1, 2):
+        await pipeline.handle(TP0, offset, generation=1)
+    assert pipeline.commit(TP0) == 3
+
+    pipeline.app.consumer_generation_id = 2  # a rebalance, and no record of the new generation yet
+    await pipeline.guard.replay(pipeline.app, TP0, 0)
+
+    assert await pipeline.handle(TP0, 0, generation=2)
+
+
+async def test_a_replay_from_past_the_next_offset_to_process_is_refused(pipeline: GuardedPipeline) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=2)
+    pipeline.consumer._committed_offset[TP0] = 2
+    with pytest.raises(ReplayWouldSkip):
+        await pipeline.guard.replay(pipeline.app, TP0, 3)  # no record of this generation yet: 2 is next
+    await pipeline.handle(TP0, 2)
+
+    with pytest.raises(ReplayWouldSkip):
+        await pipeline.guard.replay(pipeline.app, TP0, 4)  # record 3 would be skipped, and commits stall at it
+
+    assert pipeline.kafka.seeks == []
+    await pipeline.guard.replay(pipeline.app, TP0, 3)  # from the next offset itself: nothing skipped
+    assert await pipeline.handle(TP0, 3)
+
+
 # ---- the stall watchdog ----
 
 
@@ -282,7 +311,6 @@ commit_pipeline = guarded_pipeline({CATALOG})  # one for all examples: each exam
 partitions = iter(range(1_000_000))
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     committed=st.integers(min_value=0, max_value=20),
     processed=st.sets(st.integers(min_value=0, max_value=40), max_size=30),

@@ -1,79 +1,99 @@
-"""The delivery guard and the guarded consumer together, under a fetcher that loses records in flight, re-reads
-after seeks, and rebalances at any moment: nothing is committed before it is processed, records are processed
-in offset order, and once the losses stop everything is processed and committed."""
+"""The delivery guard and the guarded consumer together, under a fetcher that loses records in flight, hands some
+twice, re-reads after seeks, and rebalances at any moment, with records that fail to process and operators who
+replay: nothing is committed before it is processed, records are processed in offset order, and once the losses
+stop everything is processed and committed."""
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Literal
+from unittest import mock
 
 import pytest
 from faust.types import TP
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name
 from streams import delivery
-from streams.delivery import STALL_REWIND_AFTER_S
+from streams.delivery import STALL_REWIND_AFTER_S, ReplayWouldSkip
 from tests.support.fakes import FakeClock, GuardedPipeline, PartitionLog, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
-TP0 = TP(CATALOG, 0)
 
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(delivery, "time", fake)
-    return fake
-
-
-Action = Literal["fetch", "deliver", "lose", "commit", "idle", "rebalance"]
+Action = Literal["fetch", "deliver", "repeat", "fail", "lose", "commit", "idle", "rebalance", "replay", "replay ahead"]
 LOG_SIZE = 12
+
+# One pipeline and one clock for every example (building a pipeline takes longer than an example): each example
+# reads a partition of its own, and its generations follow those of the examples before it, as a worker's do.
+pipeline = guarded_pipeline({CATALOG})
+pipeline.recovery_completed.set()
+clock = FakeClock()
+partition_numbers = count()
+generations = count(1)
 
 
 @dataclass
 class LossyFetch:
     """One guarded partition of LOG_SIZE records, read the way Faust reads it: fetched records wait in flight
     (a seek does not recall them), Faust's fetch loop drops a record below its read position, and the
-    agent admits, processes and acks each record it is handed. Faust may also lose a record in flight."""
+    agent admits, processes and acks each record it is handed. Faust may also lose a record in flight, or hand
+    one over twice; processing a record may fail; an operator may ask for records to be processed again."""
 
     pipeline: GuardedPipeline
-    clock: FakeClock
-    tp: TP = TP0
-    generation: int = 1
+    tp: TP
+    generation: int = field(default_factory=lambda: next(generations))
     in_flight: deque[int] = field(default_factory=deque)
-    processed: list[tuple[int, int]] = field(default_factory=list)  # (generation, offset)
-    generation_start: dict[int, int] = field(default_factory=lambda: {1: 0})
+    processed: list[tuple[int, int]] = field(default_factory=list)  # (run, offset)
+    run_starts: list[int] = field(default_factory=lambda: [0])  # where each run of processing began
 
     @property
     def log(self) -> PartitionLog:
         return self.pipeline.kafka.logs[self.tp]
 
+    @property
+    def next_offset(self) -> int:
+        """Where processing goes on from: the offset after the last one the current run processed."""
+        run = len(self.run_starts) - 1
+        done = [offset for each, offset in self.processed if each == run]
+        return done[-1] + 1 if done else self.run_starts[-1]
+
     async def run(self, action: Action) -> None:
-        self.clock.advance(0.1)
+        clock.advance(0.1)
         if action == "fetch":
             while self.log.position < LOG_SIZE and len(self.in_flight) < 4:
                 self.in_flight.append(self.log.position)
                 self.log.position += 1
-        elif action == "deliver" and self.in_flight:
-            await self._deliver(self.in_flight.popleft())
+        elif action in ("deliver", "fail") and self.in_flight:
+            await self._deliver(self.in_flight.popleft(), fails=action == "fail")
+        elif action == "repeat" and self.in_flight:
+            self.in_flight.appendleft(self.in_flight[0])
         elif action == "lose" and self.in_flight:
             self.in_flight.popleft()
         elif action == "commit":
             self.commit()
         elif action == "idle":
-            self.clock.advance(STALL_REWIND_AFTER_S)
+            clock.advance(STALL_REWIND_AFTER_S)
             await self.pipeline.guard.rewind_stalled(self.pipeline.app)
         elif action == "rebalance":
-            self._rebalance()
+            self.in_flight.clear()
+            self.run_starts.append(self.pipeline.reassign(self.tp))
+            self.generation = self.pipeline.app.consumer_generation_id = next(generations)
+        elif action == "replay":
+            start = max(0, self.next_offset - 3)
+            await self.pipeline.guard.replay(self.pipeline.app, self.tp, start)
+            self.run_starts.append(start)
+        elif action == "replay ahead":  # it would skip records: refused
+            with pytest.raises(ReplayWouldSkip):
+                await self.pipeline.guard.replay(self.pipeline.app, self.tp, self.next_offset + 1)
 
-    async def _deliver(self, offset: int) -> None:
+    async def _deliver(self, offset: int, fails: bool) -> None:
         positions = self.pipeline.consumer._read_offset
         read = positions[self.tp]
         if read is not None and offset < read:
             return  # Faust's fetch loop: "DROPPED MESSAGE ROFF"
-        if await self.pipeline.handle(self.tp, offset, self.generation):
-            self.processed.append((self.generation, offset))
+        if await self.pipeline.handle(self.tp, offset, self.generation, fails=fails) and not fails:
+            self.processed.append((len(self.run_starts) - 1, offset))
         positions[self.tp] = offset
 
     def commit(self) -> None:
@@ -82,23 +102,8 @@ class LossyFetch:
             done = {offset for _, offset in self.processed}
             assert set(range(committed)) <= done, f"committed {committed} before processing {sorted(done)}"
 
-    def _rebalance(self) -> None:
-        """What Faust does to a partition revoked and assigned again: forget, then seek to the committed offset."""
-        consumer, committed = self.pipeline.consumer, self.log.committed
-        for bookkeeping in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset):
-            bookkeeping.pop(self.tp, None)
-        self.in_flight.clear()
-        start = 0 if committed is None else committed
-        self.log.position = start
-        consumer._read_offset.update({self.tp: committed})
-        if committed is not None:
-            consumer._committed_offset[self.tp] = committed
-        self.generation += 1
-        self.generation_start[self.generation] = start
-
     async def settle(self) -> None:
         """No more losses: fetch, deliver, commit, and let the watchdog find what was lost at the end."""
-        self.pipeline.recovery_completed.set()
         for _ in range(20 * LOG_SIZE):
             if self.log.committed == LOG_SIZE:
                 return
@@ -112,25 +117,43 @@ class LossyFetch:
         raise AssertionError(f"stuck at {self.log.committed}, processed {self.processed}")
 
 
-actions = st.lists(st.sampled_from(["fetch", "deliver", "deliver", "lose", "commit", "idle", "rebalance"]), max_size=60)
+actions = st.lists(
+    st.sampled_from(
+        [
+            "fetch",
+            "deliver",
+            "deliver",
+            "repeat",
+            "fail",
+            "lose",
+            "commit",
+            "idle",
+            "rebalance",
+            "replay",
+            "replay ahead",
+        ]
+    ),
+    max_size=60,
+)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=actions)
 async def test_under_any_losses_nothing_is_committed_unprocessed_and_everything_is_processed(
-    script: list[Action], clock: FakeClock
+    script: list[Action],
 ) -> None:
-    pipeline = guarded_pipeline({CATALOG})
-    pipeline.kafka.partition(TP0, end=LOG_SIZE)
-    fetch = LossyFetch(pipeline, clock)
+    tp = TP(CATALOG, next(partition_numbers))
+    pipeline.kafka.partition(tp, end=LOG_SIZE)
+    fetch = LossyFetch(pipeline, tp)
+    pipeline.app.consumer_generation_id = fetch.generation
 
-    for action in script:
-        await fetch.run(action)
-    await fetch.settle()
+    with mock.patch.object(delivery, "time", clock):
+        for action in script:
+            await fetch.run(action)
+        await fetch.settle()
 
     assert {offset for _, offset in fetch.processed} == set(range(LOG_SIZE))
-    for generation, start in fetch.generation_start.items():
-        in_generation = [offset for gen, offset in fetch.processed if gen == generation]
-        assert in_generation == list(range(start, start + len(in_generation))), "processed out of order"
-    if "rebalance" not in script:
-        assert len(fetch.processed) == LOG_SIZE, "an event was processed twice without a rebalance"
+    for run, start in enumerate(fetch.run_starts):
+        in_run = [offset for each, offset in fetch.processed if each == run]
+        assert in_run == list(range(start, start + len(in_run))), "processed out of order"
+    if not {"rebalance", "replay"} & set(script):
+        assert len(fetch.processed) == LOG_SIZE, "an event was processed twice without a rebalance or a replay"

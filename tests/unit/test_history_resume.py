@@ -10,8 +10,9 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from api import menu_views, order_views
 from api.feed import Delivery, FeedHub, Subscriber
@@ -135,10 +136,17 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(script=steps, maxlen=st.integers(min_value=1, max_value=12), limit=st.integers(min_value=1, max_value=12))
+any_ids = st.lists(st.builds("{}-{}".format, st.integers(min_value=0, max_value=30), st.integers(0, 5)), max_size=5)
+
+
+@given(
+    script=steps,
+    maxlen=st.integers(min_value=1, max_value=12),
+    limit=st.integers(min_value=1, max_value=12),
+    other_ids=any_ids,
+)
 async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_is_gone(
-    script: list[Step], maxlen: int, limit: int
+    script: list[Step], maxlen: int, limit: int, other_ids: list[str]
 ) -> None:
     reader, projection = reader_and_projection(maxlen)
     since_rebuild: list[str] = []  # every id written since the last rebuild, trimmed or not
@@ -152,7 +160,7 @@ async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_
     retained = [entry_id.decode() for entry_id, _ in projection.redis.streams[projection.keys.feed]]
 
     never_written = ["1-9", f"{projection.position + 1}-7", f"{projection.position + 5}-0"]
-    for last_id in before_rebuild + since_rebuild + never_written:
+    for last_id in before_rebuild + since_rebuild + never_written + other_ids:
         history = ids(await reader.history_after(CITY, last_id, limit))
         missed = since_rebuild[since_rebuild.index(last_id) + 1 :] if last_id in since_rebuild else None
         if history is not None:
@@ -176,7 +184,8 @@ class WatchedSubscriber(Subscriber):
 class DrivenFeeds:
     """Stands in for the pod's FeedHub: the test plays its reader and delivers to each subscriber itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pending_bytes: int = 1_000_000) -> None:
+        self.max_pending_bytes = max_pending_bytes
         self.subscribers: list[WatchedSubscriber] = []
         self.subscribed = asyncio.Event()
 
@@ -185,7 +194,7 @@ class DrivenFeeds:
 
     @asynccontextmanager
     async def subscribe(self, *order_id: str) -> AsyncIterator[Subscriber]:
-        subscriber = WatchedSubscriber(max_pending_bytes=1_000_000)
+        subscriber = WatchedSubscriber(self.max_pending_bytes)
         self.subscribers.append(subscriber)
         self.subscribed.set()
         yield subscriber
@@ -206,18 +215,23 @@ async def read_event_ids(response: aiohttp.ClientResponse, until: str) -> list[s
     return received
 
 
-async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_delivers_late() -> None:
-    """The client saw up to 3-0 (from another pod, say); this pod's feed reader has not got that far yet."""
-    redis = FakeRedis()
-    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
-    seen = projection.apply(["item_upserted"]) + projection.apply(["item_price_changed"])
-    feeds = DrivenFeeds()
+def menu_stream_app(redis: FakeRedis, feeds: DrivenFeeds) -> web.Application:
     app = web.Application()
     app[SETTINGS] = Settings()
     app[MENUS] = MenuReader(cast(Any, redis), NAMESPACE)
     app[FEEDS] = cast(FeedHub, feeds)
     app[STREAMS] = OpenStreams()
     app.router.add_get("/v1/cities/{city}/menu/stream", menu_views.menu_stream)
+    return app
+
+
+async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_delivers_late() -> None:
+    """The client saw up to 3-0 (from another pod, say); this pod's feed reader has not got that far yet."""
+    redis = FakeRedis()
+    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
+    seen = projection.apply(["item_upserted"]) + projection.apply(["item_price_changed"])
+    feeds = DrivenFeeds()
+    app = menu_stream_app(redis, feeds)
 
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         url = server.make_url(f"/v1/cities/{CITY}/menu/stream")
@@ -230,6 +244,34 @@ async def test_a_caught_up_client_is_not_sent_again_what_a_lagging_feed_reader_d
             received = await read_event_ids(response, until=late[-1])
 
     assert received == late
+
+
+async def test_a_client_cut_loose_for_falling_behind_is_counted_and_told_to_reconnect() -> None:
+    redis = FakeRedis()
+    projection = FeedProjection(redis, city_keys(NAMESPACE, CITY), maxlen=100)
+    seen = projection.apply(["item_upserted"])
+    feeds = DrivenFeeds(max_pending_bytes=-1)  # any unsent bytes, none at all too, pass this bound
+    app = menu_stream_app(redis, feeds)
+
+    def slow_clients() -> float:
+        return REGISTRY.get_sample_value("feastflow_api_sse_slow_clients_total", {"kind": "menu"}) or 0.0
+
+    before = slow_clients()
+
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        url = server.make_url(f"/v1/cities/{CITY}/menu/stream")
+        async with session.get(url, headers={"Last-Event-ID": seen[-1]}) as response:
+            subscriber = await feeds.live_subscriber()
+            later = projection.apply(["item_price_changed"])
+            subscriber.deliver(Delivery([FeedEntry(later[0], "item_price_changed", "{}")]))
+
+            async with asyncio.timeout(5):
+                received = (await response.content.read()).decode()
+
+    assert subscriber.overflowed
+    assert received.splitlines()[:2] == [f"id: {later[0]}", "event: item_price_changed"]
+    assert "event: reconnect" in received.splitlines()
+    assert slow_clients() == before + 1
 
 
 async def test_a_caught_up_order_client_is_not_sent_again_what_a_lagging_reader_delivers_late() -> None:
