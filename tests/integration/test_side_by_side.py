@@ -22,7 +22,7 @@ CITIES = "blr:Bengaluru:INR,mum:Mumbai:INR,del:Delhi:INR,ams:Amsterdam:EUR,ber:B
 def next_version(root: Path) -> Path:
     """This checkout, taught one more optional item field: the next version of the worker."""
     code = root / "next-version"
-    for package in ("models", "streams", "api", "feastflow"):
+    for package in ("models", "core", "streams", "api", "ops"):
         shutil.copytree(REPO_ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
     edits = {
         "models/events.py": [

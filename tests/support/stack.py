@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import aiopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from core.schema import migrate
@@ -28,6 +29,9 @@ CITIES = "blr:Bengaluru:INR,mum:Mumbai:INR,ams:Amsterdam:EUR"
 
 
 SHARED_PG_DSN = f"dbname={TEST_PG_DATABASE} user=feastflow password=feastflow host=127.0.0.1 port=5432"
+# Every namespace a stack of this test session made, by Kafka: its topics go when the session ends
+# (delete_session_topics), so a broker that serves many runs does not pile up thousands of partitions.
+SESSION_NAMESPACES: dict[str, set[str]] = {}
 
 
 def _pg_dsn(schema: str | None, base: str = SHARED_PG_DSN) -> str:
@@ -62,6 +66,7 @@ class Stack:
         }
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        SESSION_NAMESPACES.setdefault(self.settings.kafka_bootstrap, set()).add(self.namespace)
 
     @property
     def settings(self) -> Settings:
@@ -182,3 +187,23 @@ async def prepare_schema(schema: str, base: str = SHARED_PG_DSN) -> None:
 
 def items_by_id(menu: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["item_id"]: item for r in menu["restaurants"] for item in r["items"]}
+
+
+async def delete_session_topics(timeout_s: float = 30.0) -> list[str]:
+    """Delete the topics of every namespace this session's stacks made (theirs only: other runs may share the
+    broker). A Kafka that is gone (a chaos test's private one) is skipped. Returns the topics deleted."""
+    deleted: list[str] = []
+    for bootstrap, namespaces in SESSION_NAMESPACES.items():
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="feastflow-tests")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await admin.start()
+                names = [t for t in await admin.list_topics() if t.split(".")[0].split("-")[0] in namespaces]
+                if names:
+                    await admin.delete_topics(names, timeout_ms=int(timeout_s * 1000))
+                deleted += names
+        except Exception as exc:  # cleanup never fails a run
+            print(f"tests: topics of {len(namespaces)} namespaces on {bootstrap} not deleted: {exc!r}")
+        finally:
+            await admin.close()
+    return deleted
