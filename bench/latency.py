@@ -12,6 +12,7 @@ import asyncio
 import re
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Role, issue_token
+from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
 from feastflow.settings import Settings
 
@@ -199,8 +201,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tasks.append(asyncio.create_task(client))
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
     await asyncio.sleep(1)
+    before, started = cpu_times(), time.perf_counter()
     sent = await publish_changes(args.gateway, headers, args.rate, args.duration, results)
     await asyncio.sleep(3)
+    load = load_between(before, cpu_times(), time.perf_counter() - started)
     stop.set()
     for task in tasks:
         task.cancel()
@@ -228,6 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "menu_get": reads,
         "worker_settings": await worker_settings(args.worker),
+        "machine_load": load,
+        "not_comparable": problems(sent=sent, asked_rate=args.rate, duration_s=args.duration),
     }
 
 
@@ -236,7 +242,11 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     reads = report["menu_get"]
     rows = [
         ("SSE clients (over the API pods)", f"{report['clients']}"),
-        ("admin changes sent", f"{report['changes_sent']} at {report['rate_per_s']}/s for {report['duration_s']} s"),
+        (
+            "admin changes sent",
+            f"{report['changes_sent']} in {report['duration_s']} s"
+            f" ({report['changes_sent'] / report['duration_s']:.1f}/s of {report['rate_per_s']}/s asked)",
+        ),
         ("admin POST failures", f"{report['post_failures']}"),
         ("SSE clients dropped", f"{report['dropped_clients']}"),
         ("submit -> SSE p50 / p95 / p99", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms"),
@@ -252,6 +262,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "worker fetch wait / commit interval",
             f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
+        *machine_rows(report["machine_load"]),
+        verdict_row(report["not_comparable"]),
     ]
     return rows
 
@@ -272,6 +284,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.clients * 2 + 512)), hard))
     report = asyncio.run(run(args))
     print(f"\n(written to {report_result('latency', report, report_rows(report))})")
+    for problem in report["not_comparable"]:
+        print(f"warning: not comparable: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":
