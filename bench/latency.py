@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Role, issue_token
-from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
+from bench.machine import LoopLag, cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
 from feastflow.settings import Settings
 
@@ -201,10 +201,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tasks.append(asyncio.create_task(client))
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
     await asyncio.sleep(1)
-    before, started = cpu_times(), time.perf_counter()
+    before, started, loop_lag = cpu_times(), time.perf_counter(), LoopLag()
+    loop_lag.start()
     sent = await publish_changes(args.gateway, headers, args.rate, args.duration, results)
     await asyncio.sleep(3)
-    load = load_between(before, cpu_times(), time.perf_counter() - started)
+    load, lag = load_between(before, cpu_times(), time.perf_counter() - started), loop_lag.stop()
     stop.set()
     for task in tasks:
         task.cancel()
@@ -233,6 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "menu_get": reads,
         "worker_settings": await worker_settings(args.worker),
         "machine_load": load,
+        "client_loop_lag": lag,
         "not_comparable": problems(sent=sent, asked_rate=args.rate, duration_s=args.duration),
     }
 
@@ -262,7 +264,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "worker fetch wait / commit interval",
             f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
-        *machine_rows(report["machine_load"]),
+        *machine_rows(report["machine_load"], report["client_loop_lag"]),
         verdict_row(report["not_comparable"]),
     ]
     return rows

@@ -8,8 +8,10 @@ records how far the sender kept to its pace, how idle the machine was, and which
 says plainly when its latencies are not worth comparing.
 """
 
+import asyncio
 import os
 import resource
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,49 @@ def load_between(start: CpuTimes | None, end: CpuTimes | None, seconds: float) -
     }
 
 
+class LoopLag:
+    """How late the client's own event loop runs a timer: a change that reached the socket is timed only when
+    the loop gets to it, so a lagging loop adds its lag to every latency measured."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self.lags_s: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            due = time.perf_counter() + self.period_s
+            await asyncio.sleep(self.period_s)
+            self.lags_s.append(max(0.0, time.perf_counter() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> dict[str, float]:
+        if self._task is not None:
+            self._task.cancel()
+        return lag_summary(self.lags_s, self.period_s)
+
+
+def lag_summary(lags_s: list[float], period_s: float) -> dict[str, float]:
+    """Percentiles per timer, and `late_share`: the part of the time the loop was behind (a long stall is one
+    timer but most of the time, so the percentiles alone understate it)."""
+    ordered = sorted(lags_s)
+    if not ordered:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "late_share": float("nan")}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    late = sum(ordered)
+    return {
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 1),
+        "late_share": round(late / (late + period_s * len(ordered)), 3),
+    }
+
+
 def problems(*, sent: int, asked_rate: float, duration_s: float) -> list[str]:
     """Why this run's latencies do not measure the system under test; empty when they do."""
     asked = asked_rate * duration_s
@@ -128,14 +173,26 @@ def short_command(command: str, width: int = 40) -> str:
     return " ".join(words)[:width]
 
 
-def machine_rows(load: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """Table rows for a report's `machine_load` (load_between's result)."""
+def machine_rows(load: Mapping[str, Any] | None, lag: Mapping[str, float] | None = None) -> list[tuple[str, str]]:
+    """Table rows for a report's `machine_load` (load_between's result) and the client's loop lag."""
+    lag_rows = (
+        []
+        if lag is None
+        else [
+            (
+                "client event-loop lag p50 / p99 / max",
+                f"{lag['p50_ms']:.1f} / {lag['p99_ms']:.1f} / {lag['max_ms']:.1f} ms, behind {lag['late_share']:.0%}"
+                " of the time (inside every latency)",
+            )
+        ]
+    )
     if load is None:
-        return [("machine while measuring", "unknown (no /proc)")]
+        return [*lag_rows, ("machine while measuring", "unknown (no /proc)")]
     busiest = ", ".join(
         f"{short_command(process['command'])} {process['cores']:.2f}" for process in load["busiest"][:BUSIEST_SHOWN]
     )
     return [
+        *lag_rows,
         (
             "machine while measuring",
             f"{load['idle_share']:.0%} idle of {os.cpu_count()} cores, load {load['load_average']:.1f};"

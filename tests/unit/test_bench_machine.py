@@ -4,6 +4,7 @@ import pytest
 
 from bench.machine import (
     CpuTimes,
+    lag_summary,
     load_between,
     machine_rows,
     parse_pid_stat,
@@ -66,6 +67,17 @@ def test_load_between_two_samples_names_the_busiest_processes() -> None:
         ("api", 0.05),
     ]
     assert machine_rows(load)[1] == ("busiest processes (cores)", "pytest 1.00, java 0.20, new 0.20, api 0.05")
+
+
+def test_the_client_loop_lag_is_summarised_and_shown_with_the_machine() -> None:
+    # 99 timers on time and one 1 s stall: the median looks fine, yet the loop was behind half of the time.
+    lag = lag_summary([0.0] * 99 + [1.0], period_s=0.01)
+    assert lag == {"p50_ms": 0.0, "p99_ms": 1000.0, "max_ms": 1000.0, "late_share": 0.5}
+    rows = machine_rows(None, lag)
+    assert rows[0] == (
+        "client event-loop lag p50 / p99 / max",
+        "0.0 / 1000.0 / 1000.0 ms, behind 50% of the time (inside every latency)",
+    )
 
 
 def test_without_proc_the_load_is_unknown() -> None:
