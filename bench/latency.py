@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Role, issue_token
+from bench.drain import counting_client
 from bench.machine import LoopLag, cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
 from feastflow.settings import Settings
@@ -99,23 +100,6 @@ async def probe_client(url: str, results: Results, stop: asyncio.Event, connecte
                     results.probe_item_events += 1
 
 
-async def draining_client(
-    session: aiohttp.ClientSession, url: str, results: Results, stop: asyncio.Event, connected: asyncio.Event
-) -> None:
-    async with session.get(url) as response:
-        response.raise_for_status()
-        connected.set()
-        tail = b""
-        while not stop.is_set():
-            chunk = await response.content.readany()
-            if not chunk:
-                return
-            data = tail + chunk
-            results.drained_item_events += data.count(b"event: item\n")
-            tail = data[-16:]
-            results.drained_item_events -= tail.count(b"event: item\n")
-
-
 async def publish_changes(gateway: str, headers: dict[str, str], rate: float, duration: float, results: Results) -> int:
     interval = 1.0 / rate
     seq = 0
@@ -186,9 +170,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         await prepare(session, args.gateway, headers)
-    connector = aiohttp.TCPConnector(limit=0)
-    drain_session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
     tasks = []
+    counted: list[int] = []  # each counting client's item events, added when it stops
     connected = []
     for n in range(args.clients):
         url = f"{pods[n % len(pods)]}/v1/cities/{CITY}/menu/stream"
@@ -197,7 +180,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if n < args.probes:
             client = counted_drop(probe_client, results, stop, url, results, stop, event)
         else:
-            client = counted_drop(draining_client, results, stop, drain_session, url, results, stop, event)
+            client = counted_drop(counting_client, results, stop, url, event, counted)
         tasks.append(asyncio.create_task(client))
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
     await asyncio.sleep(1)
@@ -210,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await drain_session.close()
+    results.drained_item_events = sum(counted)
     reads = await menu_reads(args.gateway, args.read_concurrency, args.read_duration)
     expected_probe = sent * args.probes
     expected_drained = sent * (args.clients - args.probes)
@@ -235,7 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "worker_settings": await worker_settings(args.worker),
         "machine_load": load,
         "client_loop_lag": lag,
-        "not_comparable": problems(sent=sent, asked_rate=args.rate, duration_s=args.duration),
+        "not_comparable": problems(sent=sent, asked_rate=args.rate, duration_s=args.duration, load=load),
     }
 
 

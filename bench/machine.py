@@ -19,6 +19,7 @@ from typing import Any
 
 PROC = Path("/proc")
 MIN_PACE = 0.95  # a sender that managed less of the asked rate than this was starved of CPU
+MIN_IDLE_SHARE = 0.05  # with less of the machine idle, every process queued for a core
 BUSIEST_SHOWN = 4
 
 
@@ -141,20 +142,28 @@ def lag_summary(lags_s: list[float], period_s: float) -> dict[str, float]:
     }
 
 
-def problems(*, sent: int, asked_rate: float, duration_s: float) -> list[str]:
-    """Why this run's latencies do not measure the system under test; empty when they do."""
+def problems(*, sent: int, asked_rate: float, duration_s: float, load: Mapping[str, Any] | None) -> list[str]:
+    """Why this run's latencies do not measure the system under test on a machine with CPU to spare; empty when
+    they do. A saturated box queues every process, the pods, the worker and the client alike: such a run
+    measures what the box can carry, and compares with nothing measured on a box with cores to spare."""
+    found = []
     asked = asked_rate * duration_s
     if asked > 0 and sent < MIN_PACE * asked:
-        return [
+        found.append(
             f"the sender fell behind ({sent} of {asked:.0f} changes, {sent / duration_s:.1f}/s of {asked_rate:g}/s):"
             " the client lacked CPU, its latencies include its own wait for a core"
-        ]
-    return []
+        )
+    if load is not None and load["idle_share"] < MIN_IDLE_SHARE:
+        found.append(
+            f"the machine had {load['idle_share']:.0%} idle CPU (load {load['load_average']:.1f}): every process"
+            " waited for a core; see the busiest processes"
+        )
+    return found
 
 
 def verdict_row(found: list[str]) -> tuple[str, str]:
     if not found:
-        return ("verdict", "comparable: the sender kept its pace")
+        return ("verdict", "comparable: the sender kept its pace on a machine with CPU to spare")
     return ("verdict", "NOT COMPARABLE: " + "; ".join(found))
 
 

@@ -17,7 +17,7 @@ from bench.machine import (
 
 def test_the_run_that_passed_for_a_regression_is_flagged() -> None:
     # docs/benchmarks/latency.json at 61300f6: 940 changes in 20 s of the 2,000 asked, p50 4.4 s.
-    found = problems(sent=940, asked_rate=100.0, duration_s=20.0)
+    found = problems(sent=940, asked_rate=100.0, duration_s=20.0, load=None)
     assert len(found) == 1
     assert "940 of 2000 changes, 47.0/s of 100/s" in found[0]
     assert verdict_row(found)[1].startswith("NOT COMPARABLE: the sender fell behind")
@@ -25,11 +25,21 @@ def test_the_run_that_passed_for_a_regression_is_flagged() -> None:
 
 @pytest.mark.parametrize(("sent", "flagged"), [(6000, False), (5700, False), (5699, True), (0, True)])
 def test_a_sender_within_five_percent_of_its_pace_is_comparable(sent: int, flagged: bool) -> None:
-    assert bool(problems(sent=sent, asked_rate=100.0, duration_s=60.0)) is flagged
+    assert bool(problems(sent=sent, asked_rate=100.0, duration_s=60.0, load=None)) is flagged
+
+
+@pytest.mark.parametrize(("idle_share", "flagged"), [(0.3, False), (0.05, False), (0.049, True), (0.0, True)])
+def test_a_run_on_a_saturated_machine_is_not_comparable_even_at_full_pace(idle_share: float, flagged: bool) -> None:
+    # Today's box with a light client: 2,000 of 2,000 sent, 1% idle, the worker starved, p50 10 s for both builds.
+    load = {"idle_share": idle_share, "load_average": 5.3}
+    found = problems(sent=2000, asked_rate=100.0, duration_s=20.0, load=load)
+    assert bool(found) is flagged
+    if flagged:
+        assert found[0].startswith(f"the machine had {idle_share:.0%} idle CPU (load 5.3)")
 
 
 def test_comparable_runs_say_so() -> None:
-    assert verdict_row([]) == ("verdict", "comparable: the sender kept its pace")
+    assert verdict_row([]) == ("verdict", "comparable: the sender kept its pace on a machine with CPU to spare")
 
 
 def test_proc_stat_counts_iowait_as_idle_and_steal_as_busy() -> None:
