@@ -163,7 +163,7 @@ def problems(*, sent: int, asked_rate: float, duration_s: float, load: Mapping[s
 
 def verdict_row(found: list[str]) -> tuple[str, str]:
     if not found:
-        return ("verdict", "comparable: the sender kept its pace on a machine with CPU to spare")
+        return ("verdict", "comparable: neither the client nor the machine was short of CPU")
     return ("verdict", "NOT COMPARABLE: " + "; ".join(found))
 
 

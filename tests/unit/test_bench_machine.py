@@ -39,7 +39,12 @@ def test_a_run_on_a_saturated_machine_is_not_comparable_even_at_full_pace(idle_s
 
 
 def test_comparable_runs_say_so() -> None:
-    assert verdict_row([]) == ("verdict", "comparable: the sender kept its pace on a machine with CPU to spare")
+    assert verdict_row([]) == ("verdict", "comparable: neither the client nor the machine was short of CPU")
+
+
+def test_a_closed_loop_benchmark_is_judged_by_the_machine_alone() -> None:
+    assert problems(sent=0, asked_rate=0.0, duration_s=30.0, load={"idle_share": 0.2, "load_average": 1.0}) == []
+    assert problems(sent=0, asked_rate=0.0, duration_s=30.0, load={"idle_share": 0.01, "load_average": 4.0})
 
 
 def test_proc_stat_counts_iowait_as_idle_and_steal_as_busy() -> None:
