@@ -12,16 +12,18 @@ import asyncio
 import contextlib
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from bench.machine import LoopLag, cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
 from core.settings import Settings
 from core.tokens import Role, issue_token
-from ops.sse_client import EventSource
+from ops.sse_client import EventSource, count_events
 
 CITY = "blr"
 RESTAURANT = "bench-r"
@@ -83,16 +85,6 @@ async def probe_client(source: EventSource, results: Results, stop: asyncio.Even
             if sent is not None:
                 results.latencies.append(event.received_at - sent)
                 results.probe_item_events += 1
-
-
-async def draining_client(source: EventSource, results: Results, stop: asyncio.Event) -> None:
-    """Counts the changes it receives without parsing: a thousand parsing clients would load the CPU the
-    stack under test runs on."""
-    async with contextlib.aclosing(source.counts("item")) as counts:
-        async for count in counts:
-            if stop.is_set():
-                return
-            results.drained_item_events += count
 
 
 async def publish_changes(gateway: str, headers: dict[str, str], rate: float, duration: float, results: Results) -> int:
@@ -165,32 +157,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         await prepare(session, args.gateway, headers)
-    # A connection pool without a limit for each kind: every client holds its stream open for the whole run.
+    # Probes parse every event with the package's client (one pooled session without a limit: each holds its
+    # stream the whole run); the others only count, with the client's cheap mode (a protocol on the socket).
     probe_session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None, sock_read=120)
     )
-    drain_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
-    )
     tasks = []
-    sources = []
+    counted: list[int] = []  # each counting client's item events, added when it stops
+    connected = []
     for n in range(args.clients):
         url = f"{pods[n % len(pods)]}/v1/cities/{CITY}/menu/stream"
-        probe = n < args.probes
-        source = EventSource(probe_session if probe else drain_session, url, backoff=None)
-        sources.append(source)
-        client = probe_client if probe else draining_client
-        tasks.append(asyncio.create_task(counted_drop(client, results, stop, source, results, stop)))
-    await asyncio.wait_for(asyncio.gather(*(source.opened.wait() for source in sources)), timeout=60)
+        if n < args.probes:
+            source = EventSource(probe_session, url, backoff=None)
+            connected.append(source.opened)
+            client = counted_drop(probe_client, results, stop, source, results, stop)
+        else:
+            event = asyncio.Event()
+            connected.append(event)
+            client = counted_drop(count_events, results, stop, url, "item", event, counted)
+        tasks.append(asyncio.create_task(client))
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=60)
     await asyncio.sleep(1)
+    before, started, loop_lag = cpu_times(), time.perf_counter(), LoopLag()
+    loop_lag.start()
     sent = await publish_changes(args.gateway, headers, args.rate, args.duration, results)
     await asyncio.sleep(3)
+    load, lag = load_between(before, cpu_times(), time.perf_counter() - started), loop_lag.stop()
     stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await probe_session.close()
-    await drain_session.close()
+    results.drained_item_events = sum(counted)
     reads = await menu_reads(args.gateway, args.read_concurrency, args.read_duration)
     expected_probe = sent * args.probes
     expected_drained = sent * (args.clients - args.probes)
@@ -213,6 +211,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "menu_get": reads,
         "worker_settings": await worker_settings(args.worker),
+        "machine_load": load,
+        "client_loop_lag": lag,
+        "not_comparable": problems(sent=sent, asked_rate=args.rate, duration_s=args.duration, load=load),
     }
 
 
@@ -221,7 +222,11 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     reads = report["menu_get"]
     rows = [
         ("SSE clients (over the API pods)", f"{report['clients']}"),
-        ("admin changes sent", f"{report['changes_sent']} at {report['rate_per_s']}/s for {report['duration_s']} s"),
+        (
+            "admin changes sent",
+            f"{report['changes_sent']} in {report['duration_s']} s"
+            f" ({report['changes_sent'] / report['duration_s']:.1f}/s of {report['rate_per_s']}/s asked)",
+        ),
         ("admin POST failures", f"{report['post_failures']}"),
         ("SSE clients dropped", f"{report['dropped_clients']}"),
         ("submit -> SSE p50 / p95 / p99", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms"),
@@ -237,6 +242,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "worker fetch wait / commit interval",
             f"{report['worker_settings']['fetch_max_wait_ms']} ms / {report['worker_settings']['commit_interval_s']} s",
         ),
+        *machine_rows(report["machine_load"], report["client_loop_lag"]),
+        verdict_row(report["not_comparable"]),
     ]
     return rows
 
@@ -257,6 +264,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.clients * 2 + 512)), hard))
     report = asyncio.run(run(args))
     print(f"\n(written to {report_result('latency', report, report_rows(report))})")
+    for problem in report["not_comparable"]:
+        print(f"warning: not comparable: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

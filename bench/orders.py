@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
 from core.settings import Settings
 from core.tokens import Role, issue_token
@@ -103,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         restaurant_id, lines = await menu_lines(session, args.gateway)
     tally = Tally()
-    started = time.perf_counter()
+    before, started = cpu_times(), time.perf_counter()
     deadline = started + args.duration
     await asyncio.gather(
         *(
@@ -112,6 +113,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     )
     elapsed = time.perf_counter() - started
+    load = load_between(before, cpu_times(), elapsed)
     lat = tally.latencies
     return {
         "customers": args.customers,
@@ -122,6 +124,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "failures": tally.failures,
         "latency_ms": {q: percentile(lat, p) * 1000 for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
         "max_ms": max(lat, default=float("nan")) * 1000,
+        "machine_load": load,
+        # Closed-loop slots have no pace to keep: only a saturated machine makes a run not comparable.
+        "not_comparable": problems(sent=0, asked_rate=0.0, duration_s=elapsed, load=load),
     }
 
 
@@ -146,6 +151,8 @@ def main() -> None:
         ),
         ("max", f"{report['max_ms']:.1f} ms"),
         ("failures", str(report["failures"] or 0)),
+        *machine_rows(report["machine_load"]),
+        verdict_row(report["not_comparable"]),
     ]
     print(f"\n(written to {report_result('orders', report, rows)})")
 

@@ -5,8 +5,10 @@ server closes the stream, fails, or sends the API's `reconnect` event (api/sse.p
 client cut loose for falling behind), it reconnects with `Last-Event-ID` after the server's `retry:` hint,
 backing off up to a cap while attempts keep failing. Unlike a browser it also retries after an HTTP error
 (a pod that is not ready answers 503), and with `backoff=None` it reads one connection only, which is what
-a test that watches a single stream wants. `counts()` is the cheap mode for the latency bench's thousands
-of clients: it counts the events of one type without parsing the stream.
+a test that watches a single stream wants. `count_events()` is the cheap mode for the latency bench's
+thousands of clients: a bare asyncio protocol on the socket that counts the events of one type without
+parsing the stream (through aiohttp, a read of each of a thousand streams woke a task and made the bench's own
+process the busiest on the box, so its clients read late and measured their own delay).
 
 The parser is written here rather than taken from a package: httpx-sse decodes lines for httpx only (its
 decoder is private), aiohttp-sse-client2 has had no release since early 2023, and neither has a cheap
@@ -22,6 +24,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -209,18 +212,83 @@ class EventSource:
             failures = 0 if streamed else failures + 1
             await self._sleep(self.backoff.delay_s(self.retry_ms, failures))
 
-    async def counts(self, event_type: str) -> AsyncGenerator[int, None]:
-        """The cheap mode, on one connection (it reads no ids to resume from): for each read, how many
-        `event_type` events it completed. It ends when the stream does; a status other than 200 raises."""
-        counter = EventTypeCounter(event_type)
-        async with self.session.get(self.url, headers=self._request_headers()) as response:
-            self.statuses[response.status] += 1
-            response.raise_for_status()
-            self.opened.set()
-            async for chunk in response.content.iter_any():
-                yield counter.feed(chunk)
-
     def _request_headers(self) -> dict[str, str]:
         if not self.last_event_id:
             return self.headers
         return {**self.headers, "Last-Event-ID": self.last_event_id}
+
+
+MAX_HEAD_BYTES = 16_384
+
+
+class StreamRefused(Exception):
+    pass
+
+
+class CountingStream(asyncio.Protocol):
+    """The cheap mode's connection: GETs one stream, then counts one event type in `data_received`."""
+
+    def __init__(self, request: bytes, event_type: str, connected: asyncio.Event) -> None:
+        self.request = request
+        self.connected = connected
+        self.closed = asyncio.Event()
+        self.status: bytes | None = None
+        self.counted = 0
+        self._counter = EventTypeCounter(event_type)
+        self._head = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.status is None:
+            self._head += data
+            head, separator, data = self._head.partition(b"\r\n\r\n")
+            if not separator:
+                if len(self._head) > MAX_HEAD_BYTES:
+                    self.close()
+                return
+            self.status = [*head.split(b" ", 2), b"", b""][1]
+            self._head = b""
+            if self.status != b"200":
+                self.close()
+                return
+            self.connected.set()
+        self.counted += self._counter.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def stream_request(url: str) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    # Connection: close: the connection is never reused, and a server that ends the stream then closes it too.
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return host, port, request.encode()
+
+
+async def count_events(url: str, event_type: str, connected: asyncio.Event, counted: list[int]) -> None:
+    """The cheap mode: hold one stream until cancelled, then add how many `event_type` events it carried to
+    `counted`. Raises StreamRefused if the stream was refused or ended first (the bench counts a dropped client)."""
+    host, port, request = stream_request(url)
+    stream = CountingStream(request, event_type, connected)
+    await asyncio.get_running_loop().create_connection(lambda: stream, host, port)
+    try:
+        await stream.closed.wait()
+    finally:
+        stream.close()
+        counted.append(stream.counted)
+    if stream.status != b"200":
+        raise StreamRefused(f"{url} answered {stream.status!r}")
+    raise StreamRefused(f"{url} ended the stream")

@@ -15,7 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.sse import RECONNECT_EVENT, RECONNECT_HINT_MS, encode_frame
-from ops.sse_client import Backoff, EventSource, EventStreamParser, EventTypeCounter, ServerSentEvent
+from ops.sse_client import (
+    Backoff,
+    EventSource,
+    EventStreamParser,
+    EventTypeCounter,
+    ServerSentEvent,
+    StreamRefused,
+    count_events,
+)
 
 
 def parse(*chunks: bytes) -> list[tuple[str, str, str | None]]:
@@ -295,10 +303,11 @@ async def test_without_back_off_a_source_reads_one_connection_and_raises_its_err
 async def test_the_cheap_mode_counts_events_of_a_type_over_one_connection() -> None:
     body = b"".join(encode_frame(f"{n}-0", kind, "{}") for n, kind in enumerate(["snapshot", "item", "item"]))
     async with scripted(Answer(body), Answer(status=503)) as harness:
-        source = harness.source()
-        counted = sum([n async for n in source.counts("item")])
-        with pytest.raises(aiohttp.ClientResponseError):
-            async for _ in harness.source().counts("item"):
-                pass
+        connected, counted = asyncio.Event(), list[int]()
+        with pytest.raises(StreamRefused, match="ended the stream"):
+            await count_events(harness.url, "item", connected, counted)
+        refused = asyncio.Event()
+        with pytest.raises(StreamRefused, match="503"):
+            await count_events(harness.url, "item", refused, counted)
 
-    assert counted == 2 and source.opened.is_set()
+    assert counted == [2, 0] and connected.is_set() and not refused.is_set()
