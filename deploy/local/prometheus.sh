@@ -50,7 +50,9 @@ prometheus_up() {
     echo $! >"$PROM_PIDFILE"
     deadline=$(( SECONDS + 60 ))
     until curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$PROM_PORT/-/ready"; do
-        pid_alive "$PROM_PIDFILE" "prometheus" || die prometheus "exited while starting; see $PROM_LOG"
+        # The pid was just started here (no stale file to guard against); its command line can read empty
+        # while it execs, so ask only whether it runs, as apps.sh does.
+        pid_running "$(<"$PROM_PIDFILE")" || die prometheus "exited while starting; see $PROM_LOG"
         (( SECONDS < deadline )) || die prometheus "not ready after 60s; see $PROM_LOG"
         sleep 0.5
     done
