@@ -43,6 +43,11 @@ class Unit:
     port: int
 
 
+def is_unit_command(cmdline: bytes) -> bool:
+    """A unit's command line: `.venv/bin/feastflow ...` (make run) or `python -P -m <cli module> ...` (start below)."""
+    return b"feastflow" in cmdline or any(module.encode() in cmdline for _, module in CLI_MODULES)
+
+
 def cli_module(code: Path) -> str | None:
     """The module `python -m` runs for a checkout's command line, or None when `code` is no Feast Flow checkout."""
     return next((module for path, module in CLI_MODULES if (code / path).exists()), None)

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from core.settings import Settings
-from ops.stack import process_alive, stop_gracefully
+from ops.stack import is_unit_command, process_alive, stop_gracefully
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def capture(pid: int) -> Spec | None:
 def is_unit(pid: int) -> bool:
     """A pid file left behind may name a pid since reused by another program: never adopt (and later re-run) that."""
     try:
-        return b"feastflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return is_unit_command(Path(f"/proc/{pid}/cmdline").read_bytes())
     except OSError:
         return False
 

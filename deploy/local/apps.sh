@@ -36,7 +36,7 @@ start() {
     while [[ $1 != -- ]]; do envs+=("$1"); shift; done
     shift
     local pidfile="$RUN_DIR/$component.pid" start_ms
-    if pid_alive "$pidfile" "feastflow"; then
+    if pid_alive "$pidfile" "$UNIT_PATTERN"; then
         log "$component" "already running (pid $(<"$pidfile"))"
         return 0
     fi
@@ -89,7 +89,7 @@ apps_down() {
     stop_pidfile supervisor "$RUN_DIR/supervisor.pid" "supervise" 10
     rm -f "$RUN_DIR/supervisor.json"
     for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/worker.pid; do
-        stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "feastflow" 30
+        stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "$UNIT_PATTERN" 30
     done
     forget_scrape_targets
 }
@@ -103,7 +103,7 @@ apps_status() {
     fi
     shopt -s nullglob
     for pidfile in "$RUN_DIR"/*.pid; do
-        if pid_alive "$pidfile" "feastflow"; then
+        if pid_alive "$pidfile" "$UNIT_PATTERN"; then
             log "$(basename "$pidfile" .pid)" "up (pid $(<"$pidfile"))"
         else
             log "$(basename "$pidfile" .pid)" "down"; down=1

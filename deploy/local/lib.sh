@@ -45,8 +45,15 @@ except OSError:
 PY
 }
 
-# pid_alive PIDFILE PATTERN — true when PIDFILE names a live process whose command line contains PATTERN.
-# The pattern check keeps a stale pid file (reused pid) from making us signal someone else's process.
+# A Feast Flow unit's command line: `.venv/bin/feastflow api|worker` as make run starts it, or
+# `python -P -m ops.cli ...` (older releases: `-m feastflow.cli`) as a rollout starts one on a checkout
+# (ops/stack.py; the supervisor's is_unit knows the same two forms).
+# shellcheck disable=SC2034  # used by apps.sh
+UNIT_PATTERN="feastflow|ops\.cli"
+
+# pid_alive PIDFILE PATTERN — true when PIDFILE names a live process whose command line matches PATTERN (an
+# extended regular expression; a plain word matches where it appears). The pattern check keeps a stale pid
+# file (reused pid) from making us signal someone else's process.
 pid_alive() {
     local pidfile="$1" pattern="$2" pid cmdline
     [[ -s $pidfile ]] || return 1
@@ -54,7 +61,7 @@ pid_alive() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     # No pipe into `grep -q`: under pipefail its early exit can fail the pipeline with tr's SIGPIPE.
     cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-    [[ $cmdline == *"$pattern"* ]]
+    [[ $cmdline =~ $pattern ]]
 }
 
 # True while PID runs. A zombie counts as gone: daemons are reparented to PID 1, which may reap
