@@ -7,6 +7,11 @@ Per city:
   {ns}:menu:{city}:feed         stream of changes, ids "<offset + 1>-<n>" (Redis refuses 0-0), fields type, data, prev
 Per event:
   {ns}:event:{event_id}         hash  status, published_at, applied_at, version, reason
+The worker handover (streams.handover):
+  {ns}:handover:epoch           counter: the last fencing epoch handed out
+  {ns}:handover:holder          hash  group, epoch, since: the consumer group that projects now
+  {ns}:handover:released:{epoch} hash  "<topic>:<partition>" -> offset where the predecessor stopped
+  (and `epoch` in each city's meta hash: the projection refuses a write of an older epoch)
 Orders:
   {ns}:order:{order_id}         hash  doc (the API's order JSON), version, customer, restaurant_id
   {ns}:order:{order_id}:feed    stream of the order's status events, ids "<version>-0"
@@ -36,6 +41,19 @@ def city_keys(namespace: str, city: str) -> CityKeys:
 
 def event_key(namespace: str, event_id: str) -> str:
     return f"{namespace}:event:{event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverKeys:
+    epoch: str
+    holder: str
+
+    def released(self, epoch: int) -> str:
+        return f"{self.holder.rsplit(':', 1)[0]}:released:{epoch}"
+
+
+def handover_keys(namespace: str) -> HandoverKeys:
+    return HandoverKeys(f"{namespace}:handover:epoch", f"{namespace}:handover:holder")
 
 
 def rate_key(namespace: str, scope: str, subject: str, window: int) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from models.cities import DEFAULT_CITIES, City, parse_cities
+from models.handover import PROBE_CITY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_DSN = "dbname=feastflow user=feastflow password=feastflow host=127.0.0.1 port=5432"
@@ -96,6 +97,15 @@ class Settings:
     worker_name: str = setting("worker-1", "this worker's name: its table folder and static member id")
     worker_service: str = setting("all", "the stream service this worker runs: all, catalog, orders or shadow")
     shadow_label: str = setting("candidate", "a shadow worker's label: its consumer group and changelogs")
+    worker_generation: str = setting(
+        "", "a worker generation's label: its consumer group and changelogs (a rollout's successor gets its own)"
+    )
+    handover_proof_timeout_s: float = setting(
+        120.0, "a successor not caught up and proven right by then never takes over, seconds"
+    )
+    handover_release_timeout_s: float = setting(
+        5.0, "how long a successor waits for its predecessor to finish up to the handover marker, seconds"
+    )
     shadow_expect: str = setting("", "price changes a pricing candidate declares (JSON), checked in shadow")
     track_file: str = setting("", "file naming the pod's Argo Rollouts track; shadow runs the candidate")
     stuck_after_s: float = setting(60.0, "a worker on one record this long stops being live (/feastflow/live/)")
@@ -133,6 +143,9 @@ class Settings:
         return self.data_dir / "workers" / group / (worker_name or self.worker_name)
 
     def city(self, code: str) -> City | None:
+        """A served city, or the handover probe's city (models.handover), which no city list shows."""
+        if code == PROBE_CITY.code:
+            return PROBE_CITY
         return next((c for c in self.cities if c.code == code), None)
 
     @property

@@ -43,23 +43,29 @@ def changelog_topic_name(group: str, table: str) -> str:
     return f"{group}-{table}-changelog"
 
 
-def changelog_topics(namespace: str, partitions: int, shadow_label: str) -> list[TopicSpec]:
+def changelog_topics(namespace: str, partitions: int, shadow_label: str, generation: str = "") -> list[TopicSpec]:
     """Every service's table changelogs, compacted, one partition per source partition (Faust requires the
     same count). Created before any worker starts: a worker that creates them itself does so while its
     group's first assignment is computed, and can find them missing from the cluster metadata."""
     compacted = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(changelog_topic_name(consumer_group(namespace, service, shadow_label), table), partitions, compacted)
+        TopicSpec(
+            changelog_topic_name(consumer_group(namespace, service, shadow_label, generation), table),
+            partitions,
+            compacted,
+        )
         for service in SERVICES_WITH_TABLES
         for table in CATALOG_TABLES
     ]
 
 
-def consumer_group(namespace: str, service: str, shadow_label: str = "") -> str:
+def consumer_group(namespace: str, service: str, shadow_label: str = "", generation: str = "") -> str:
     """A worker service's consumer group, which also prefixes its Faust table changelogs and names its tables'
-    folder. The local stack's `all` worker is in the catalog service's group."""
+    folder. The local stack's `all` worker is in the catalog service's group. A worker generation (a rollout's
+    successor) has a group of its own, so it joins no running group: no rebalance (streams.handover)."""
+    suffix = f"-{generation}" if generation else ""
     if service == "orders":
-        return f"{namespace}-orders"
+        return f"{namespace}-orders{suffix}"
     if service == "shadow":
         return f"{namespace}-shadow-{shadow_label}"
-    return f"{namespace}-catalog"
+    return f"{namespace}-catalog{suffix}"

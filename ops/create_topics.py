@@ -1,42 +1,15 @@
-"""Create the project's topics explicitly (the broker never auto-creates): idempotent.
+"""The project's topics for operations tools: creating them (core.topic_admin), and whether the catalog log has
+anything yet."""
 
-That includes every worker service's table changelogs, before any worker starts (see
-core.topics.changelog_topics for the startup race this closes)."""
-
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
-from core.topics import catalog_topic_name, changelog_topics, project_topics
+from core.topic_admin import ensure_topics
+from core.topics import catalog_topic_name
 
 logger = logging.getLogger(__name__)
-
-
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; return the names created now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="feastflow-topics")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        specs = [
-            *project_topics(settings.namespace, settings.partitions),
-            *changelog_topics(settings.namespace, settings.partitions, settings.shadow_label),
-        ]
-        wanted = [spec for spec in specs if spec.name not in existing]
-        if not wanted:
-            return []
-        with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
-            replicas = settings.replication_factor
-            await admin.create_topics(
-                [NewTopic(s.name, s.partitions, replication_factor=replicas, topic_configs=s.config) for s in wanted]
-            )
-        return [s.name for s in wanted]
-    finally:
-        await admin.close()
 
 
 async def catalog_has_events(settings: Settings) -> bool:
@@ -49,3 +22,6 @@ async def catalog_has_events(settings: Settings) -> bool:
         return any(offset > 0 for offset in ends.values())
     finally:
         await consumer.stop()
+
+
+__all__ = ["catalog_has_events", "ensure_topics"]

@@ -3,17 +3,24 @@ on its own port for a while (bake), then — once it carries traffic — the ser
 Prometheus. Any miss raises RolloutFailed, which rolls the release back."""
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
+from core.publisher import EventPublisher
 from core.settings import Settings
+from models.events import utc_now
+from models.handover import PROBE_CITY, PROBE_ITEM, next_probe_price, probe_batches
 from ops.prometheus import PrometheusUnavailable, instant
+from ops.sse_client import EventSource, ServerSentEvent
 from ops.stack import LocalStack, RolloutFailed, process_alive
 
 READY_TIMEOUT_S = 120.0
+PROBE_TIMEOUT_S = 10.0
+REFUSED = "handover refused"  # how a worker's readiness says it will never take over
 
 
 @dataclass(frozen=True)
@@ -24,24 +31,39 @@ class Guardrails:
     bake_s: float = 5.0  # up and answering on its own port before it is routed (or before the old worker stops)
     watch_s: float = 15.0  # after the last unit: the objectives must hold and the new units stay up this long
     max_error_ratio: float = 0.01  # 5xx share of API requests over the last minute
-    max_freshness_s: float = 10.0  # p99 change freshness over the last minute; a worker handover pauses it ~4 s
+    max_freshness_s: float = 10.0  # p99 change freshness over the last minute
+    handover_timeout_s: float = 300.0  # a worker successor catches up with the log and proves itself by then
     prometheus: str | None = "http://127.0.0.1:9090"  # None: objectives are not watched (and the rollout says so)
 
 
 async def wait_ready(url: str, pid: int, name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until the unit answers 200 on its readiness page. A worker refused in its handover (streams.handover)
+    never becomes ready: that fails at once, with the worker's own reason."""
     deadline = time.monotonic() + timeout_s
+    last = "no answer"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             if not process_alive(pid):
-                raise RolloutFailed(f"{name} exited before it became ready")
+                raise RolloutFailed(f"{name} exited before it became ready (last: {last})")
             try:
-                async with session.get(url) as response:
+                async with session.get(url, headers={"Accept": "application/json"}) as response:
                     if response.status == 200:
                         return
+                    last = await _reason(response)
             except aiohttp.ClientError:
                 pass
+            if last.startswith(REFUSED):
+                raise RolloutFailed(f"{name} {last}")
             await asyncio.sleep(0.25)
-    raise RolloutFailed(f"{name} was not ready within {timeout_s:.0f}s")
+    raise RolloutFailed(f"{name} was not ready within {timeout_s:.0f}s (last: {last})")
+
+
+async def _reason(response: aiohttp.ClientResponse) -> str:
+    try:
+        document = await response.json(content_type=None)
+    except ValueError:
+        return f"HTTP {response.status}"
+    return str(document.get("reason", "")) if isinstance(document, dict) else f"HTTP {response.status}"
 
 
 async def bake(
@@ -64,6 +86,45 @@ async def bake(
             if time.monotonic() - started >= seconds:
                 return
             await asyncio.sleep(0.5)
+
+
+async def probe_end_to_end(settings: Settings, api: str, timeout_s: float = PROBE_TIMEOUT_S) -> float:
+    """A price change to the handover probe's item (models.handover), published to the log, must reach an SSE
+    client of the probe city with that price: the worker holding the log applied and projected it, the API
+    served it. Returns the seconds it took."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s)) as session:
+        source = EventSource(session, f"{api}/v1/cities/{PROBE_CITY.code}/menu/stream", backoff=None)
+        events = source.events()
+        opened = asyncio.ensure_future(anext(events))
+        try:
+            await asyncio.wait_for(source.opened.wait(), timeout_s)
+            price = next_probe_price(None, random.randrange(1 << 30))
+            setup, change = probe_batches(price, "system:rollout", utc_now())
+            publisher = EventPublisher(settings.kafka_bootstrap, settings.namespace)
+            await publisher.start()
+            try:
+                started = time.monotonic()
+                await publisher.publish(setup)
+                await publisher.publish(change)
+            finally:
+                await publisher.stop()
+            async with asyncio.timeout(timeout_s):
+                event = await opened
+                while not _shows_price(event, price):
+                    event = await anext(events)
+            return time.monotonic() - started
+        except TimeoutError:
+            raise RolloutFailed(f"the probe price change never reached an SSE client within {timeout_s:g}s") from None
+        finally:
+            opened.cancel()
+            await events.aclose()
+
+
+def _shows_price(event: ServerSentEvent, price: int) -> bool:
+    if event.type != "item":
+        return False
+    item = event.json()
+    return bool(item.get("item_id") == PROBE_ITEM and item.get("price_cents") == price)
 
 
 def api_checks(settings: Settings) -> dict[str, int]:

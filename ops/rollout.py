@@ -4,9 +4,12 @@ with automatic rollback.
 For each API pod: start its successor on a fresh port, wait until it is ready (within a deadline), bake it —
 for a few seconds it must stay up and answer real reads on its own port before any customer reaches it — then
 put it in the gateway, take the old one out, SIGTERM the old one (it drains: SSE clients are told to
-reconnect, in-flight requests finish) and wait for it to exit. For the worker: start a successor under a new
-member name, wait until its tables are recovered and it is ready, bake it, then SIGTERM the old one, which
-commits and leaves the group so the successor takes its partitions over; events wait in Kafka meanwhile.
+reconnect, in-flight requests finish) and wait for it to exit. For the worker: start a successor generation in a
+consumer group of its own (no rebalance of the group customers depend on); it catches up with the log, proves
+itself (its prices equal the read model's, a probe price change comes back right) and takes the log over at a
+marker on every partition (streams.handover); then a probe change must reach an SSE client, it is baked, and
+the old worker, which stopped writing at the markers, is stopped. A successor that is refused never wrote
+anything: it is stopped and the old worker never paused.
 After the last unit the service objectives (error ratio, change freshness) are watched in the local
 Prometheus for a while, and the new units must stay up.
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.settings import Settings
-from ops.probes import Guardrails, api_checks, bake, wait_ready, watch_objectives
+from ops.probes import Guardrails, api_checks, bake, probe_end_to_end, wait_ready, watch_objectives
 from ops.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
 from ops.stack import (
     LocalStack,
@@ -88,32 +91,43 @@ async def roll_api_pods(
 async def roll_worker(
     stack: LocalStack, code: Path, say: "Say", guard: Guardrails | None = None, replaced: list[Replaced] | None = None
 ) -> None:
+    """Hand the log over to a successor generation (streams.handover): it catches up in a consumer group of its
+    own, proves itself and takes over at a marker on every partition; only then is the old worker stopped."""
     guard = guard or Guardrails()
     unit, name = stack.worker_unit()
-    previous = code_of(unit.pid)
+    previous, generation = code_of(unit.pid), stack.worker_generation()
     successor = _next_name(name)
     port = unit.port + 1 if unit.port < 6075 else 6066
-    pid = stack.start(
-        "worker", "worker", code, {"FEASTFLOW_WORKER_NAME": successor, "FEASTFLOW_WORKER_WEB_PORT": str(port)}
-    )
+    env = {
+        "FEASTFLOW_WORKER_NAME": successor,
+        "FEASTFLOW_WORKER_WEB_PORT": str(port),
+        "FEASTFLOW_WORKER_GENERATION": successor,
+        "FEASTFLOW_HANDOVER_PROOF_TIMEOUT_S": str(guard.handover_timeout_s),
+    }
+    pid = stack.start("worker", "worker", code, env)
+    base = f"http://127.0.0.1:{port}"
+    say(f"worker: {successor} (pid {pid}) catching up in its own group and proving itself")
     try:
-        await wait_ready(f"http://127.0.0.1:{port}/feastflow/ready/", pid, f"worker {successor}", guard.ready_timeout_s)
-        # Readiness flips while the group rebalances onto the newcomer; liveness must hold throughout.
-        await bake(pid, f"worker {successor}", f"http://127.0.0.1:{port}", {"/feastflow/health/": 200}, guard.bake_s)
+        await wait_ready(f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s + 30)
+        say(f"worker: {successor} took the log over; {name} stopped writing at the markers")
+        seconds = await probe_end_to_end(stack.settings, f"http://127.0.0.1:{stack.api_units()[0].port}")
+        say(f"worker: a probe price change reached an SSE client in {seconds * 1000:.0f} ms")
+        await bake(
+            pid, f"worker {successor}", base, {"/feastflow/health/": 200, "/feastflow/ready/": 200}, guard.bake_s
+        )
     except RolloutFailed:
-        await stop_gracefully(pid, f"worker {successor}")  # the old worker never stopped: it takes its partitions back
-        shutil.rmtree(stack.worker_data_dir(successor), ignore_errors=True)
+        await stop_gracefully(pid, f"worker {successor}")  # if it never took over, the old worker never stopped
+        shutil.rmtree(stack.worker_data_dir(successor, successor), ignore_errors=True)
         raise
     stack.scrape("worker", "worker", port)
-    say(f"worker: {successor} ready and baked on :{port} (pid {pid}); stopping {name}")
     restarted = stack.pid_of("worker")
     stack.record("worker", pid)
-    stack.record_worker(successor, port)
+    stack.record_worker(successor, port, successor)
     await stop_gracefully(unit.pid, f"worker {name}")
     await stop_restarted(restarted, unit, f"worker {name}")
     stack.unscrape("worker", unit.port)
-    shutil.rmtree(stack.worker_data_dir(name), ignore_errors=True)  # its tables live in changelogs
-    say(f"worker: {name} (pid {unit.pid}) committed, left the group and exited")
+    shutil.rmtree(stack.worker_data_dir(name, generation), ignore_errors=True)
+    say(f"worker: {name} (pid {unit.pid}) stopped; {successor} on :{port} holds the log")
     if replaced is not None:
         replaced.append(Replaced("worker", previous))
 

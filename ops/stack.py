@@ -137,8 +137,13 @@ class LocalStack:
     def unscrape(self, kind: str, port: int) -> None:
         (self.settings.data_dir / "prometheus" / "targets" / f"{kind}-{port}.json").unlink(missing_ok=True)
 
-    def record_worker(self, name: str, port: int) -> None:
-        (self.run_dir / "worker.env").write_text(f"FEASTFLOW_WORKER_NAME={name}\nFEASTFLOW_WORKER_WEB_PORT={port}\n")
+    def record_worker(self, name: str, port: int, generation: str) -> None:
+        (self.run_dir / "worker.env").write_text(
+            f"FEASTFLOW_WORKER_NAME={name}\nFEASTFLOW_WORKER_WEB_PORT={port}\nFEASTFLOW_WORKER_GENERATION={generation}\n"
+        )
+
+    def worker_generation(self) -> str:
+        return self._worker_env().get("FEASTFLOW_WORKER_GENERATION", "")
 
     async def route_gateway_to(self, ports: list[int]) -> None:
         """Point the gateway at these pods, and return once no gateway worker routes by the old list.
@@ -188,9 +193,10 @@ class LocalStack:
             return {}
         return dict(line.split("=", 1) for line in saved.read_text().split() if "=" in line)
 
-    def worker_data_dir(self, worker_name: str) -> Path:
-        """The local worker runs every service (`all`), in the catalog service's group."""
-        return self.settings.worker_data_dir(consumer_group(self.settings.namespace, "all"), worker_name)
+    def worker_data_dir(self, worker_name: str, generation: str) -> Path:
+        """The local worker runs every service (`all`), in the catalog service's group of its generation."""
+        group = consumer_group(self.settings.namespace, "all", generation=generation)
+        return self.settings.worker_data_dir(group, worker_name)
 
     def admin_headers(self) -> dict[str, str]:
         token = issue_token(self.settings.jwt_secret, Role.ADMIN, "rollout", ttl_s=600)

@@ -19,6 +19,7 @@ from core.system_events import send_system_event
 from core.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 from models.events import SystemPayload
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
+from streams.handover_state import Handover, Lane
 from streams.health import WorkerHealth
 from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
@@ -76,7 +77,7 @@ class WorkerService(enum.StrEnum):
 
     def app_id(self, settings: Settings) -> str:
         """The consumer group (and table changelog prefix): one per service, so each keeps its own offsets."""
-        return consumer_group(settings.namespace, self.value, settings.shadow_label)
+        return consumer_group(settings.namespace, self.value, settings.shadow_label, settings.worker_generation)
 
 
 def worker_service(settings: Settings) -> WorkerService:
@@ -102,12 +103,19 @@ class Worker:
     dead_letter_topic: faust.TopicT
     resources: Resources
     health: WorkerHealth
-    # The last catalog offset applied per city (the shadow compares where both sides stand at the same one).
+    handover: Handover
+    # The last catalog offset applied per city (the shadow compares where both sides stand at the same one),
+    # and the partition its records come from (a handover checks a partition's cities when it takes it).
     applied_positions: dict[str, int] = field(default_factory=dict)
+    city_partitions: dict[str, int] = field(default_factory=dict)
+    last_probe_batch: str = ""  # the handover probe's batch this worker applied last
 
     @cached_property
     def projection(self) -> MenuProjection:
-        return MenuProjection(self.resources.redis, self.settings.namespace, self.settings.feed_maxlen)
+        handover = self.handover
+        return MenuProjection(
+            self.resources.redis, self.settings.namespace, self.settings.feed_maxlen, lambda: handover.epoch
+        )
 
     @cached_property
     def order_projection(self) -> OrderProjection:
@@ -218,4 +226,18 @@ def create_app(settings: Settings) -> Worker:
     resources = Resources(settings)
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
     health = WorkerHealth(stuck_after_s=settings.stuck_after_s)
-    return Worker(settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources, health)
+    handover = Handover(service.app_id(settings), written_lanes(settings, service))
+    return Worker(
+        settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources, health, handover
+    )
+
+
+def written_lanes(settings: Settings, service: WorkerService) -> frozenset[Lane]:
+    """The partitions a worker of this service writes for (a handover passes each at its marker): the catalog's
+    when it projects the read model, the order commands' when it decides orders; none for the shadow."""
+    topics = []
+    if service.projects_catalog:
+        topics.append(catalog_topic_name(settings.namespace))
+    if service.runs_orders:
+        topics.append(order_topic_name(settings.namespace))
+    return frozenset((topic, partition) for topic in topics for partition in range(settings.partitions))

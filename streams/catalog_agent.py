@@ -31,12 +31,14 @@ from core.pg import transaction
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
+from models.handover import PROBE_CITY, decode_marker
 from streams.app import Worker, WorkerService
 from streams.audit import AuditLog
 from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
-from streams.metrics import BATCHES, EVENTS, FRESHNESS, SHADOW_ERRORS
+from streams.handover import at_marker
+from streams.metrics import BATCHES, EVENTS, FRESHNESS, HANDOVERS, SHADOW_ERRORS
 from streams.projection import CitySnapshot, ProjectionResult
 from streams.retry import ShuttingDown
 from streams.state import TableView
@@ -49,7 +51,20 @@ def register_catalog_agent(worker: Worker) -> None:
     register_guarded_agent(worker, worker.catalog_topic, name, process_record)
 
 
+class Fenced(Exception):
+    """Redis refused the write: a newer worker generation holds the city (streams.handover)."""
+
+
 async def process_record(worker: Worker, message: Any) -> None:
+    lane = (message.topic, message.partition)
+    try:
+        marker = decode_marker(message.value)
+    except InvalidEvent as exc:
+        await _unusable(worker, message, DeadLetterKind.UNDECODABLE, f"undecodable: {exc.message}")
+        return
+    if marker is not None:
+        await at_marker(worker, lane, marker, message.offset)
+        return
     try:
         batch = decode_batch(message.value)
     except InvalidEvent as exc:
@@ -60,6 +75,7 @@ async def process_record(worker: Worker, message: Any) -> None:
     if city is None:
         await _unusable(worker, message, DeadLetterKind.UNKNOWN_CITY, f"unknown city {batch.city!r}")
         return
+    worker.city_partitions[city.code] = message.partition
     view = worker.tables.view(city.code)
     try:
         outcome = apply_batch(view, batch, message.offset, city.currency)
@@ -69,11 +85,11 @@ async def process_record(worker: Worker, message: Any) -> None:
             SHADOW_ERRORS.labels("apply_failed").inc()
         await _refused(worker, message, batch, DeadLetterKind.APPLY_FAILED, f"apply failed: {describe(exc)}")
         return
-    if not worker.service.projects_catalog:
+    if not _writes(worker, message):
         # The orders and shadow services keep their own copy of the catalog tables (to price orders, to be
-        # compared); the catalog service owns the read model, the audit log and the dead letters.
-        worker.tables.persist(city.code, outcome)
-        worker.applied_positions[city.code] = message.offset
+        # compared), and so does a worker generation before its handover; the generation that holds the log
+        # owns the read model, the audit log and the dead letters.
+        _keep(worker, city.code, batch, message.offset, outcome)
         return
     try:
         result = await worker.retry(
@@ -81,11 +97,18 @@ async def process_record(worker: Worker, message: Any) -> None:
         )
     except ShuttingDown:
         raise
+    except Fenced as fenced:
+        worker.handover.fenced(lane, str(fenced))
+        HANDOVERS.labels("fenced").inc()
+        logger.warning("offset %d not written: %s", message.offset, fenced, extra={"city": city.code})
+        _keep(worker, city.code, batch, message.offset, outcome)
+        return
     except Exception as exc:  # refused by a store: nothing of it is visible (the unit rolled back)
         kind = permanent_kind(exc)
         logger.error("catalog write refused at offset %d: %r", message.offset, exc, extra={"city": city.code})
         await _refused(worker, message, batch, kind, f"{kind.value}: {describe(exc)}")
         return
+    _keep(worker, city.code, batch, message.offset, None)
     _observe(batch, outcome, result)
     if result is ProjectionResult.DUPLICATE:
         return
@@ -115,8 +138,23 @@ async def _write(
     return result
 
 
+def _writes(worker: Worker, message: Any) -> bool:
+    """Whether this worker writes for the record's partition: its service projects the catalog and its
+    generation holds the partition (streams.handover)."""
+    return worker.service.projects_catalog and worker.handover.projects((message.topic, message.partition))
+
+
+def _keep(worker: Worker, city: str, batch: EventBatch, position: int, outcome: BatchOutcome | None) -> None:
+    """The tables have the batch (persisted here unless the write unit did), at this position."""
+    if outcome is not None:
+        worker.tables.persist(city, outcome)
+    worker.applied_positions[city] = position
+    if city == PROBE_CITY.code:
+        worker.last_probe_batch = batch.batch_id
+
+
 async def _unusable(worker: Worker, message: Any, kind: DeadLetterKind, reason: str) -> None:
-    if worker.service.projects_catalog:
+    if _writes(worker, message):
         await dead_letter(worker, message, kind, reason)
     else:
         logger.warning("skipping catalog record at offset %d: %s", message.offset, reason)
@@ -126,7 +164,7 @@ async def _refused(worker: Worker, message: Any, batch: EventBatch, kind: DeadLe
     """Dead-letter a batch that was read but could not be applied, and mark its events refused for the admins
     who wait on them (`GET /v1/admin/events/{id}`: rejected, reason `dead_lettered: <kind>`)."""
     await _unusable(worker, message, kind, reason)
-    if worker.service.projects_catalog:
+    if _writes(worker, message):
         event_ids = [event.event_id for event in batch.events if event.event_id]
         refused = f"dead_lettered: {kind.value}"
         try:
@@ -143,10 +181,14 @@ async def _project(
     projection = worker.projection
     if not outcome.rebuild:
         result = await projection.apply(city, currency, position, outcome)
+        if result is ProjectionResult.FENCED:
+            raise Fenced(f"{city} is held under a newer epoch than {worker.handover.epoch}")
         if result is not ProjectionResult.NO_STATE:
             return result
     snapshot = city_snapshot(view, outcome)
     result = await projection.replace(city, currency, position, snapshot, outcome.audit)
+    if result is ProjectionResult.FENCED:
+        raise Fenced(f"{city} is held under a newer epoch than {worker.handover.epoch}")
     logger.info("wrote the whole city to Redis", extra={"city": city, "offset": position})
     return result
 

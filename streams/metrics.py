@@ -1,7 +1,7 @@
 """Prometheus metrics of a stream worker (served on its web port at /metrics). Labels stay bounded: services,
 agents, event types, outcomes, topics by short name and partition numbers — never item, order or user ids."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Enum, Gauge, Histogram
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -53,3 +53,15 @@ SHADOW_MAX_DIVERGENCE = Gauge("feastflow_shadow_max_divergence_ratio", "The wors
 SHADOW_CITIES_PENDING = Gauge("feastflow_shadow_cities_pending", "Cities where the two sides stood apart")
 SHADOW_LAG = Gauge("feastflow_shadow_lag_records", "Catalog records the candidate has not applied yet")
 SHADOW_ERRORS = Counter("feastflow_shadow_errors_total", "Records the candidate failed to apply", ["kind"])
+
+# The handover between worker generations (streams.handover).
+HANDOVER_PHASE = Enum(
+    "feastflow_worker_handover_phase",
+    "Where this worker stands in a handover",
+    states=["starting", "catching_up", "proving", "taking_over", "projecting", "retired", "refused"],
+)
+HANDOVER_EPOCH = Gauge("feastflow_worker_handover_epoch", "The fencing epoch this worker writes under (0: none)")
+HANDOVER_LANES = Gauge("feastflow_worker_handover_lanes", "Partitions this worker writes the read model for")
+HANDOVERS = Counter(
+    "feastflow_worker_handovers_total", "Handover steps by outcome", ["outcome"]
+)  # taken | released | refused | fenced

@@ -42,7 +42,7 @@ def worker_ready(worker: Worker) -> tuple[bool, str]:
     waiting = worker.health.retries()
     if waiting:
         return False, "waiting for a dependency: " + ", ".join(waiting)
-    return True, "ready"
+    return worker.handover.ready()
 
 
 def register_operator_views(worker: Worker) -> None:

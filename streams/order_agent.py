@@ -13,6 +13,10 @@ and the projection is a pure function of the row (idempotent by the order's vers
   and the order stays in PostgreSQL, the authority the API falls back to.
 
 While a dependency is unreachable the agent retries with back-off and the commands wait in Kafka.
+
+A worker generation decides orders only for the partitions it holds (streams.handover): before its handover it
+reads past the commands, and after the marker its predecessor decides none. A decision is stored once per
+order id, so even an overlap could not decide an order twice.
 """
 
 import logging
@@ -22,11 +26,13 @@ from typing import Any, TypeVar
 from core.orders import StoredOrder
 from models.errors import InvalidEvent
 from models.events import utc_now
+from models.handover import decode_marker
 from models.orders import PlaceOrder, decode_command, price_order
 from streams.app import Worker
 from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
+from streams.handover import at_marker
 from streams.metrics import ORDER_DECISIONS, POSTGRES_WRITES
 from streams.order_store import OrderStore
 from streams.retry import ShuttingDown
@@ -40,6 +46,18 @@ def register_order_agent(worker: Worker) -> None:
 
 
 async def process_command(worker: Worker, message: Any) -> None:
+    lane = (message.topic, message.partition)
+    try:
+        marker = decode_marker(message.value)
+    except InvalidEvent as exc:
+        if worker.handover.projects(lane):
+            await dead_letter(worker, message, DeadLetterKind.UNDECODABLE, f"undecodable: {exc.message}")
+        return
+    if marker is not None:
+        await at_marker(worker, lane, marker, message.offset)
+        return
+    if not worker.handover.projects(lane):
+        return  # before its handover a worker generation decides no order: the one holding the log does
     try:
         command = decode_command(message.value)
     except InvalidEvent as exc:

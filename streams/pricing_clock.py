@@ -5,6 +5,7 @@ import logging
 
 from models.events import PricingRuleTick, utc_now
 from streams.app import Worker
+from streams.handover_state import Phase
 from streams.timers import worker_timer
 
 logger = logging.getLogger(__name__)
@@ -15,6 +16,8 @@ def register_pricing_clock(worker: Worker) -> None:
 
     @worker_timer(worker, 1.0)
     async def announce_rule_transitions() -> None:
+        if worker.handover.phase is not Phase.PROJECTING:
+            return  # the generation holding the log keeps the clock (streams.handover)
         now = utc_now()
         for city, pricing in list(worker.tables.cities()):
             due = pricing.next_transition(now)

@@ -2,12 +2,14 @@
 
 One Lua script applies a whole batch atomically, so a reader always sees a menu and a cursor that agree.
 The script drops a batch whose position is not past the city's stored position, which makes redelivery
-harmless. When the city has no stored state (first event, or Redis lost its data) it answers NO_STATE and
-the worker writes the whole city instead, with a `snapshot` marker that tells SSE readers to start over.
+harmless, and refuses one written under an older fencing epoch than the city's (FENCED): a worker
+generation that was handed over from writes nothing more. When the city has no stored state (first event,
+or Redis lost its data) it answers NO_STATE and the worker writes the whole city instead, with a `snapshot`
+marker that tells SSE readers to start over.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 PROJECT_BATCH = r"""
 local restaurants, items, meta, feed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local doc = cjson.decode(ARGV[1])
+-- Fencing: a write of an older epoch than the city's is refused (streams.handover).
+local fence = tonumber(redis.call('HGET', meta, 'epoch') or '0')
+if doc.epoch < fence then return 'FENCED' end
 local stored = redis.call('HGET', meta, 'position')
 if doc.mode == 'delta' then
   if not stored then return 'NO_STATE' end
@@ -50,6 +55,7 @@ for _, pair in ipairs(doc.restaurants) do redis.call('HSET', restaurants, pair[1
 for _, pair in ipairs(doc.items) do redis.call('HSET', items, pair[1], pair[2]) end
 for _, item_id in ipairs(doc.removed) do redis.call('HDEL', items, item_id) end
 redis.call('HSET', meta, 'position', doc.position, 'cursor', prev)
+if doc.epoch > fence then redis.call('HSET', meta, 'epoch', doc.epoch) end
 if doc.pricing ~= '' then redis.call('HSET', meta, 'pricing', doc.pricing) end
 for _, s in ipairs(doc.statuses) do
   redis.call('HSET', s[1], 'status', s[2], 'version', s[3], 'reason', s[4],
@@ -64,6 +70,7 @@ class ProjectionResult(StrEnum):
     APPLIED = "APPLIED"
     DUPLICATE = "DUPLICATE"
     NO_STATE = "NO_STATE"
+    FENCED = "FENCED"  # a newer worker generation holds the city (streams.handover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +93,9 @@ def pricing_json(pricing: CityPricing) -> str:
 
 
 class MenuProjection:
-    def __init__(self, redis: Redis, namespace: str, feed_maxlen: int) -> None:
+    def __init__(self, redis: Redis, namespace: str, feed_maxlen: int, epoch: Callable[[], int] = lambda: 0) -> None:
         self._redis = redis
+        self._epoch = epoch
         self._namespace = namespace
         self._feed_maxlen = feed_maxlen
         self._script = redis.register_script(PROJECT_BATCH)
@@ -125,6 +133,7 @@ class MenuProjection:
         return {
             "mode": mode,
             "position": position,
+            "epoch": self._epoch(),
             "maxlen": self._feed_maxlen,
             "now": utc_now(),
             "ttl": EVENT_STATUS_TTL_S,

@@ -30,7 +30,8 @@ def register_read_model_watch(worker: Worker) -> None:
         now = time.monotonic()
         for city in worker.settings.city_codes:
             key = city.encode()
-            if TP(topic, partitioner(key, partitions, partitions)) not in assignment:
+            partition = partitioner(key, partitions, partitions)
+            if TP(topic, partition) not in assignment or not worker.handover.projects((topic, partition)):
                 continue
             if now - requested.get(city, -REQUEST_AT_MOST_EVERY_S) < REQUEST_AT_MOST_EVERY_S:
                 continue

@@ -11,11 +11,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 FEASTFLOW_BIN="${FEASTFLOW_BIN:-$REPO_DIR/.venv/bin/feastflow}"
 RUN_DIR="$DATA_DIR/run"
 API_PORTS="$(current_api_ports)"
-# A rolling deploy moves the worker to a new name and web port; it leaves them in run/worker.env.
+# A rolling deploy moves the worker to a new name, web port and generation (its own consumer group, see
+# streams/handover.py); it leaves them in run/worker.env.
 WORKER_NAME="$(sed -n 's/^FEASTFLOW_WORKER_NAME=//p' "$RUN_DIR/worker.env" 2>/dev/null || true)"
 WORKER_WEB_PORT="$(sed -n 's/^FEASTFLOW_WORKER_WEB_PORT=//p' "$RUN_DIR/worker.env" 2>/dev/null || true)"
+WORKER_GENERATION="$(sed -n 's/^FEASTFLOW_WORKER_GENERATION=//p' "$RUN_DIR/worker.env" 2>/dev/null || true)"
 WORKER_NAME="${FEASTFLOW_WORKER_NAME:-${WORKER_NAME:-worker-1}}"
 WORKER_WEB_PORT="${FEASTFLOW_WORKER_WEB_PORT:-${WORKER_WEB_PORT:-6066}}"
+WORKER_GENERATION="${FEASTFLOW_WORKER_GENERATION:-$WORKER_GENERATION}"
 LOG_DIR="$DATA_DIR/logs"
 READY_TIMEOUT="${FEASTFLOW_READY_TIMEOUT:-120}"
 
@@ -72,7 +75,8 @@ supervisor_up() {
 apps_up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
-        FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME="$WORKER_NAME" -- worker
+        FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME="$WORKER_NAME" \
+        FEASTFLOW_WORKER_GENERATION="$WORKER_GENERATION" -- worker
     scrape_target worker worker "$WORKER_WEB_PORT"
     local port index=0
     for port in $API_PORTS; do

@@ -22,7 +22,8 @@ from models.events import (
     SystemPayload,
     decode_batch,
 )
-from streams.app import Worker, WorkerService
+from streams.app import Worker, WorkerService, written_lanes
+from streams.handover_state import Handover
 from streams.health import WorkerHealth
 from streams.state import CatalogTables
 
@@ -140,6 +141,7 @@ async def test_the_worker_retries_the_same_batch_through_an_outage() -> None:
     worker = Worker(
         Settings(namespace="ns"), WorkerService.CATALOG, cast(Any, app), CatalogTables({}, {}, {}),
         cast(Any, catalog), cast(Any, None), cast(Any, None), cast(Any, None), WorkerHealth(),
+        Handover.holding("ns-catalog", written_lanes(Settings(namespace="ns"), WorkerService.CATALOG)),
     )  # fmt: skip
     await worker.send_system_event("pricing tick", ["blr"], PricingRuleTick(), "system:pricing-clock", NOW)
     ((topic, key, value),) = records.sent

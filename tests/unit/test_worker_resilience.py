@@ -17,9 +17,10 @@ from redis import exceptions as redis_errors
 
 from core.settings import Settings
 from streams import catalog_agent, guarded_agent, order_agent
-from streams.app import Worker, WorkerService
+from streams.app import Worker, WorkerService, written_lanes
 from streams.dead_letters import TRUNCATED_VALUE_CHARS, dead_letter
 from streams.failures import DeadLetterKind
+from streams.handover_state import Handover
 from streams.health import WorkerHealth
 from streams.projection import ProjectionResult
 from streams.state import CatalogTables
@@ -104,6 +105,7 @@ def fake_worker(pool: FakePool, projection: FakeProjection, producer: FakeProduc
     worker = Worker(
         settings, WorkerService.CATALOG, cast(Any, app), tables, cast(Any, None), cast(Any, None), cast(Any, topic),
         cast(Any, resources), WorkerHealth(),
+        Handover.holding("ns-catalog", written_lanes(settings, WorkerService.ALL)),
     )  # fmt: skip
     worker.__dict__["projection"] = projection  # the cached property, faked
     return worker

@@ -1,0 +1,122 @@
+"""The handover's state in one worker: its phase and the lanes it writes for (streams.handover drives it)."""
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from models.handover import HandoverMarker
+from models.shadow import Comparison
+from streams.metrics import HANDOVER_EPOCH, HANDOVER_LANES, HANDOVER_PHASE
+
+logger = logging.getLogger(__name__)
+
+Lane = tuple[str, int]  # (topic, partition)
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    CATCHING_UP = "catching up"
+    PROVING = "proving"
+    TAKING_OVER = "taking over"
+    PROJECTING = "projecting"
+    RETIRED = "retired"
+    REFUSED = "refused"
+
+
+class AtMarker(enum.Enum):
+    NOTHING = "nothing"  # another generation's marker this worker has no part in
+    TAKE = "take"  # this worker's own marker: it starts writing for the lane after it
+    RELEASE = "release"  # a newer generation's marker on a lane this worker wrote for: it stops here
+
+
+def lane_name(lane: Lane) -> str:
+    return f"{lane[0]}:{lane[1]}"
+
+
+@dataclass
+class Handover:
+    """Which lanes this worker writes for, and its phase: the pure state the agents and the driver share."""
+
+    group: str
+    lanes: frozenset[Lane]
+    clock: Callable[[], float] = time.monotonic
+    phase: Phase = Phase.STARTING
+    epoch: int = 0
+    detail: str = ""
+    projecting: set[Lane] = field(default_factory=set)
+    started_at: float = field(default=0.0)
+    predecessor: str | None = None  # the group holding the log when this worker started, if any
+    release_deadline: float | None = None
+    probe_price: int | None = None
+    probe_batch_id: str = ""
+    compared: dict[str, Comparison] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock()
+
+    @classmethod
+    def holding(cls, group: str, lanes: frozenset[Lane], epoch: int = 1) -> "Handover":
+        """A worker whose generation holds the log already (tests start one this way)."""
+        handover = cls(group, lanes)
+        handover.resume(epoch)
+        return handover
+
+    def resume(self, epoch: int) -> None:
+        """This worker's group holds the log already (a restart): write for every lane."""
+        self.epoch = epoch
+        self.projecting = set(self.lanes)
+        self._enter(Phase.PROJECTING, f"resumed as the holder at epoch {epoch}")
+
+    def projects(self, lane: Lane) -> bool:
+        return lane in self.projecting
+
+    def at_marker(self, lane: Lane, marker: HandoverMarker) -> AtMarker:
+        if marker.group == self.group:
+            if marker.epoch < self.epoch or lane not in self.lanes:
+                return AtMarker.NOTHING  # an older marker of this group, read again
+            self.epoch = marker.epoch
+            return AtMarker.TAKE
+        if marker.epoch > self.epoch and lane in self.projecting:
+            self._drop(lane, f"handed over to {marker.group} at epoch {marker.epoch}")
+            return AtMarker.RELEASE
+        return AtMarker.NOTHING
+
+    def took(self, lane: Lane) -> None:
+        self.projecting.add(lane)
+        if self.projecting >= self.lanes:
+            self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
+
+    def fenced(self, lane: Lane, why: str) -> None:
+        """Redis refused a write of this worker's epoch: a newer generation holds the lane."""
+        if lane in self.projecting:
+            self._drop(lane, why)
+
+    def refuse(self, reason: str) -> None:
+        self.projecting.clear()
+        self._enter(Phase.REFUSED, reason)
+
+    def proof_overdue(self, timeout_s: float) -> bool:
+        return self.phase in (Phase.CATCHING_UP, Phase.PROVING) and self.clock() - self.started_at > timeout_s
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.lanes or self.phase is Phase.PROJECTING:
+            return True, "ready"
+        return False, f"handover {self.phase.value}: {self.detail}"
+
+    def _drop(self, lane: Lane, why: str) -> None:
+        self.projecting.discard(lane)
+        if not self.projecting:
+            self._enter(Phase.RETIRED, why)
+
+    def _enter(self, phase: Phase, detail: str) -> None:
+        if phase is not self.phase:
+            logger.info("handover: %s (%s)", phase.value, detail)
+            HANDOVER_PHASE.state(phase.name.lower())
+        self.phase, self.detail = phase, detail
+        HANDOVER_EPOCH.set(self.epoch)
+        HANDOVER_LANES.set(len(self.projecting))
+
+    def enter(self, phase: Phase, detail: str) -> None:
+        self._enter(phase, detail)
