@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     rehearse.add_argument("--rolls", type=int, default=2, help="how many times every unit is rolled")
     rehearse.add_argument("--admin-rate", type=float, default=10.0, help="admin changes per second")
     rehearse.add_argument("--order-rate", type=float, default=5.0, help="orders per second")
+    rehearse.add_argument("--only", choices=["api", "worker"], help="roll only these units")
     rebuild = commands.add_parser("rebuild-projection", help="rewrite Redis from the workers' tables")
     rebuild.add_argument("--city", action="append", help="a city (repeatable); default: every city")
     supervisor = commands.add_parser("supervise", help="keep the local stack's units running (restarts, back-off)")
@@ -177,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         from ops.results import markdown_table, publish
 
         sizes = Sizes(
-            sse_clients=args.clients, rolls=args.rolls, admin_per_s=args.admin_rate, orders_per_s=args.order_rate
+            sse_clients=args.clients,
+            rolls=args.rolls,
+            admin_per_s=args.admin_rate,
+            orders_per_s=args.order_rate,
+            only=args.only,
         )
         result = asyncio.run(run_rehearsal(settings, sizes))
         table = markdown_table(("rehearsal", "value"), report_rows(result))

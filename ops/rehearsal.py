@@ -39,6 +39,7 @@ class Sizes:
     sse_clients: int = 500
     rolls: int = 2
     settle_s: float = 60.0
+    only: str | None = None  # roll only the API pods ("api") or only the worker ("worker")
 
 
 @dataclass
@@ -278,7 +279,9 @@ async def rehearse(
     traffic_started = time.perf_counter()
     await asyncio.sleep(5)
     started = time.perf_counter()
-    deploys: list[Deploy] = [deploy] if deploy else [functools.partial(rollout, settings, None, None)] * sizes.rolls
+    deploys: list[Deploy] = (
+        [deploy] if deploy else [functools.partial(rollout, settings, None, None, sizes.only)] * sizes.rolls
+    )
     for number, run in enumerate(deploys, start=1):
         ledger.rolling = True
         say(f"deploy {number} of {len(deploys)}")
@@ -351,10 +354,14 @@ async def report(settings: Settings, ledger: Ledger, clients: list[MenuClient], 
             "during_rollout": {
                 "p50": percentile(ledger.latency_rolling, 0.5),
                 "p99": percentile(ledger.latency_rolling, 0.99),
+                "max": max(ledger.latency_rolling, default=0.0) * 1000,
+                "count": len(ledger.latency_rolling),
             },
             "outside_rollout": {
                 "p50": percentile(ledger.latency_steady, 0.5),
                 "p99": percentile(ledger.latency_steady, 0.99),
+                "max": max(ledger.latency_steady, default=0.0) * 1000,
+                "count": len(ledger.latency_steady),
             },
         },
     }
@@ -373,12 +380,12 @@ def report_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("SSE clients / reconnects", f"{result['sse_clients']} / {result['reconnects']}"),
         ("reconnect gap p50 / p99", "{p50:.0f} / {p99:.0f} ms".format(**result["reconnect_gap_ms"])),
         (
-            "change latency during rollout p50 / p99",
-            "{p50:.0f} / {p99:.0f} ms".format(**result["change_latency_ms"]["during_rollout"]),
+            "change latency during rollout p50 / p99 / max (changes)",
+            "{p50:.0f} / {p99:.0f} / {max:.0f} ms ({count})".format(**result["change_latency_ms"]["during_rollout"]),
         ),
         (
-            "change latency outside rollout p50 / p99",
-            "{p50:.0f} / {p99:.0f} ms".format(**result["change_latency_ms"]["outside_rollout"]),
+            "change latency outside rollout p50 / p99 / max (changes)",
+            "{p50:.0f} / {p99:.0f} / {max:.0f} ms ({count})".format(**result["change_latency_ms"]["outside_rollout"]),
         ),
         ("time spent rolling", f"{result['rollout_s']} s"),
     ]

@@ -26,6 +26,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
 from core.settings import Settings
 from ops.probes import Guardrails, api_checks, bake, probe_end_to_end, wait_ready, watch_objectives
 from ops.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
@@ -107,8 +109,10 @@ async def roll_worker(
     pid = stack.start("worker", "worker", code, env)
     base = f"http://127.0.0.1:{port}"
     say(f"worker: {successor} (pid {pid}) catching up in its own group and proving itself")
+    took_over = False
     try:
         await wait_ready(f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s + 30)
+        took_over = True
         say(f"worker: {successor} took the log over; {name} stopped writing at the markers")
         seconds = await probe_end_to_end(stack.settings, f"http://127.0.0.1:{stack.api_units()[0].port}")
         say(f"worker: a probe price change reached an SSE client in {seconds * 1000:.0f} ms")
@@ -116,6 +120,8 @@ async def roll_worker(
             pid, f"worker {successor}", base, {"/feastflow/health/": 200, "/feastflow/ready/": 200}, guard.bake_s
         )
     except RolloutFailed:
+        if took_over:  # the old worker kept following the log: it proves itself again and takes it back
+            await take_back(stack, unit, name, guard, say)
         await stop_gracefully(pid, f"worker {successor}")  # if it never took over, the old worker never stopped
         shutil.rmtree(stack.worker_data_dir(successor, successor), ignore_errors=True)
         raise
@@ -130,6 +136,18 @@ async def roll_worker(
     say(f"worker: {name} (pid {unit.pid}) stopped; {successor} on :{port} holds the log")
     if replaced is not None:
         replaced.append(Replaced("worker", previous))
+
+
+async def take_back(stack: LocalStack, unit: Unit, name: str, guard: Guardrails, say: "Say") -> None:
+    base = f"http://127.0.0.1:{unit.port}"
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(f"{base}/feastflow/handover/", headers=stack.admin_headers()) as response,
+    ):
+        if response.status != 202:
+            raise RolloutFailed(f"worker {name} cannot take the log back: {await response.text()}")
+    await wait_ready(f"{base}/feastflow/ready/", unit.pid, f"worker {name}", guard.handover_timeout_s)
+    say(f"worker: {name} took the log back")
 
 
 async def restore(stack: LocalStack, replaced: list[Replaced], say: "Say") -> None:

@@ -93,6 +93,16 @@ class Handover:
         if lane in self.projecting:
             self._drop(lane, why)
 
+    def take_back(self) -> bool:
+        """A retired worker (its tables kept following the log) goes through proof and takeover again."""
+        if self.phase is not Phase.RETIRED:
+            return False
+        self.started_at = self.clock()
+        self.compared.clear()
+        self.probe_price, self.probe_batch_id = None, ""
+        self._enter(Phase.STARTING, "taking the log back")
+        return True
+
     def refuse(self, reason: str) -> None:
         self.projecting.clear()
         self._enter(Phase.REFUSED, reason)

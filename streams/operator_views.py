@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.tokens import KeyRing, Role, TokenRefused, verify_token
 from streams.app import Worker
 from streams.delivery import ReplayWouldSkip, guard_of, recovery_completed
+from streams.handover_state import lane_name
 from streams.metrics import LIVE, OLDEST_RECORD_AGE
 from streams.operator_pages import answer
 from streams.state import (
@@ -70,6 +71,7 @@ def register_operator_views(worker: Worker) -> None:
                 "/feastflow/tables/{items|restaurants|pricing}/{city}/{id}/": "a table's value by key",
                 "/feastflow/dead-letters/?limit=N": "the latest dead letters with their reasons",
                 "/feastflow/replay/{partition}/{offset}/": "POST, admin token: process a partition again",
+                "/feastflow/handover/": "handover phase, epoch, lanes held; POST, admin token: take the log back",
                 "/metrics": "Prometheus metrics",
             },
         }
@@ -162,6 +164,25 @@ def register_operator_views(worker: Worker) -> None:
                 return self.json(_error("not_processed_yet", str(exc)), status=409)
             return self.json({"replaying": {"partition": tp.partition, "from": int(offset)}})
 
+    @app.page("/feastflow/handover/")
+    class HandoverView(View):
+        """GET: where this worker stands in a handover. POST: a retired worker proves itself again and takes the
+        log back under a new epoch (a rollout whose successor failed after taking over)."""
+
+        async def get(self, request: Request) -> Response:
+            return answer(self, request, "Handover", handover_document(worker))
+
+        async def post(self, request: Request) -> Response:
+            refusal = admin_refusal(worker, request)
+            if refusal is not None:
+                return self.json(refusal[1], status=refusal[0])
+            if not worker.handover.take_back():
+                phase = worker.handover.phase.value
+                return self.json(
+                    _error("not_retired", f"only a retired worker takes back; this one is {phase}"), status=409
+                )
+            return self.json(handover_document(worker), status=202)
+
     @app.page("/feastflow/tables/{table}/{city}/{record_id}/")
     async def table_value(self: View, request: Request, table: str, city: str, record_id: str) -> Response:
         tables = worker.tables
@@ -244,4 +265,17 @@ def _dead_letter_row(record: Any) -> dict[str, Any]:
         "source": f"{document.get('topic')}[{document.get('partition')}]@{document.get('offset')}",
         "key": document.get("key"),
         "value": str(document.get("value", ""))[:500],
+    }
+
+
+def handover_document(worker: Worker) -> dict[str, Any]:
+    handover = worker.handover
+    return {
+        "group": handover.group,
+        "phase": handover.phase.value,
+        "detail": handover.detail,
+        "epoch": handover.epoch,
+        "predecessor": handover.predecessor,
+        "lanes_held": sorted(lane_name(lane) for lane in handover.projecting),
+        "lanes": len(handover.lanes),
     }
