@@ -97,6 +97,9 @@ class Settings:
     worker_name: str = setting("worker-1", "this worker's name: its table folder and static member id")
     worker_service: str = setting("all", "the stream service this worker runs: all, catalog, orders or shadow")
     shadow_label: str = setting("candidate", "a shadow worker's label: its consumer group and changelogs")
+    worker_handover: bool = setting(
+        True, "1: a new worker generation takes the log over at markers; 0: project at once (several pods)"
+    )
     worker_generation: str = setting(
         "", "a worker generation's label: its consumer group and changelogs (a rollout's successor gets its own)"
     )

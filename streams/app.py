@@ -227,6 +227,8 @@ def create_app(settings: Settings) -> Worker:
     app.service(resources)  # type: ignore[arg-type]  # Faust starts instances as well (App._prepare_subservice)
     health = WorkerHealth(stuck_after_s=settings.stuck_after_s)
     handover = Handover(service.app_id(settings), written_lanes(settings, service))
+    if not settings.worker_handover:  # a group of several pods shares the lanes: every member writes at once
+        handover.resume(0)
     return Worker(
         settings, service, app, tables, catalog_topic, order_topic, dead_letter_topic, resources, health, handover
     )

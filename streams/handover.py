@@ -32,8 +32,9 @@ No worker joins or leaves a group customers depend on, so no partition stops for
 following the log live, so a change's latency is its ordinary processing time. Orders need no more: a decision
 is stored once per order id (first decision wins), so an overlap could never decide an order twice.
 
-One member per generation takes over (the local stack and the chart run one per service); a generation of
-several members would need the marker positions shared between them.
+One member per generation takes over (the local stack and the chart run one pod per worker service). A
+service of several pods shares its lanes between members, which this does not coordinate yet: it runs with
+FEASTFLOW_WORKER_HANDOVER=0 (every worker writes at once, and a roll rebalances, as before the handover).
 """
 
 import asyncio
@@ -126,7 +127,7 @@ async def _write_city_whole(worker: Worker, city: str, position: int) -> None:
 def register_handover(worker: Worker) -> None:
     """The driver: one step every half second until this worker projects, retires or is refused."""
     handover = worker.handover
-    if not handover.lanes:
+    if not handover.lanes or not worker.settings.worker_handover:
         return
     changes = parse_expected_changes(worker.settings.shadow_expect)
     settings = worker.settings

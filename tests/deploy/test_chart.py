@@ -295,3 +295,20 @@ def test_component_labels_are_the_ones_the_policies_select(env: Rendered) -> Non
 def test_production_replicates_every_topic_the_project_creates(rendered: dict[str, Rendered]) -> None:
     config = rendered["production"].named("ConfigMap", "feastflow")["data"]
     assert settings_in(config).replication_factor == 3  # what feastflow topics and Faust's changelogs get
+
+
+def test_a_one_pod_worker_hands_over_to_each_revision_and_a_bigger_one_rebalances(env: Rendered) -> None:
+    """One pod per worker service: each revision is a generation of its own (streams/handover.py), named by the
+    label its controller gives the revision's pods. Several pods fall back to rolling by rebalancing."""
+    for worker in env.workers():
+        (container,) = containers(worker)
+        variables = container_env(container, env)
+        revision = "rollouts-pod-template-hash" if worker["kind"] == "Rollout" else "pod-template-hash"
+        assert worker["spec"]["replicas"] == 1
+        assert variables["FEASTFLOW_WORKER_HANDOVER"] == "1"
+        assert variables["FEASTFLOW_WORKER_GENERATION"] == f"<field metadata.labels['{revision}']>"
+    bigger = load_manifests(helm_template(env.environment, "--set", "workers.orders.replicas=2").stdout)
+    (orders,) = [m for m in bigger if m["kind"] == "Deployment" and m["metadata"]["name"].endswith("worker-orders")]
+    (container,) = containers(orders)
+    variables = {v["name"]: v.get("value") for v in container["env"]}
+    assert variables["FEASTFLOW_WORKER_HANDOVER"] == "0" and "FEASTFLOW_WORKER_GENERATION" not in variables

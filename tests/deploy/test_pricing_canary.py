@@ -117,6 +117,9 @@ def _without_canary(template: dict[str, Any]) -> dict[str, Any]:
     spec["volumes"] = [v for v in spec["volumes"] if v["name"] != CANARY_VOLUME]
     for constraint in spec["topologySpreadConstraints"]:
         constraint["matchLabelKeys"] = ["pod-template-hash"]  # each controller's own revision label
+    for variable in container["env"]:
+        if variable["name"] == "FEASTFLOW_WORKER_GENERATION":  # a generation is a revision: the same label
+            variable["valueFrom"]["fieldRef"]["fieldPath"] = "metadata.labels['pod-template-hash']"
     return template
 
 

@@ -55,6 +55,18 @@ spec:
               fieldPath: status.podIP
         - name: FEASTFLOW_WORKER_WEB_PORT
           value: {{ $worker.webPort | quote }}
+        # One pod per worker service: a new revision is a generation of its own (consumer group and changelogs
+        # named by the revision's hash), which catches up, proves itself and takes the log over at a marker on
+        # every partition without a rebalance (streams/handover.py); the old pod, fenced, stops writing. A plain
+        # RollingUpdate does the rest. Several pods of one service roll by rebalancing, as before.
+        - name: FEASTFLOW_WORKER_HANDOVER
+          value: {{ ternary "1" "0" (eq (int $worker.replicas) 1) | quote }}
+        {{- if eq (int $worker.replicas) 1 }}
+        - name: FEASTFLOW_WORKER_GENERATION
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['{{ .revisionLabel }}']
+        {{- end }}
         - name: FEASTFLOW_STATIC_MEMBERSHIP
           value: {{ ternary "1" "0" $worker.staticMembership | quote }}
         {{- include "feastflow.jwtEnv" $root | nindent 8 }}

@@ -1,0 +1,135 @@
+"""The handover's pure parts (streams.handover_state, models.handover): which lanes a worker writes for as the
+markers pass, refusal and taking back, and the records it sends."""
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.catalog import apply_batch
+from models.errors import InvalidEvent
+from models.events import decode_batch
+from models.handover import (
+    PLACEHOLDER_CENTS,
+    PROBE_CITY,
+    PROBE_ITEM,
+    PROBE_PRICES,
+    HandoverMarker,
+    decode_marker,
+    next_probe_price,
+    probe_batches,
+)
+from streams.handover_state import AtMarker, Handover, Phase
+from streams.state import CatalogTables
+
+CATALOG, ORDERS = "ns.catalog-events", "ns.order-commands"
+LANES = frozenset({(CATALOG, 0), (CATALOG, 1), (ORDERS, 0), (ORDERS, 1)})
+NOW = "2026-11-30T20:00:00.000000Z"
+
+
+def test_a_marker_round_trips_and_other_records_are_no_markers() -> None:
+    marker = HandoverMarker(3, "ns-catalog-worker-1-g2", NOW)
+    assert decode_marker(marker.encode()) == marker
+    assert decode_marker(b'{"batch_id":"x","city":"blr","events":[]}') is None
+    assert decode_marker(None) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"control":"worker.handover","epoch":0,"group":"g"}',
+        b'{"control":"worker.handover","epoch":true,"group":"g"}',
+        b'{"control":"worker.handover","epoch":2}',
+        b'{"control":"worker.handover",',
+    ],
+)
+def test_a_broken_marker_is_an_invalid_record(raw: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        decode_marker(raw)
+
+
+def test_a_successor_takes_each_lane_at_its_own_marker_and_projects_once_it_holds_all() -> None:
+    successor = Handover("ns-catalog-g2", LANES)
+    successor.enter(Phase.TAKING_OVER, "markers sent")
+    marker = HandoverMarker(2, "ns-catalog-g2", NOW)
+    for lane in sorted(LANES):
+        assert not successor.projects(lane)
+        assert successor.at_marker(lane, marker) is AtMarker.TAKE
+        successor.took(lane)
+        assert successor.projects(lane)
+    assert successor.phase is Phase.PROJECTING and successor.epoch == 2
+    assert successor.ready() == (True, "ready")
+
+
+def test_a_predecessor_releases_each_lane_at_a_newer_marker_and_retires() -> None:
+    predecessor = Handover.holding("ns-catalog", LANES, epoch=1)
+    marker = HandoverMarker(2, "ns-catalog-g2", NOW)
+    lanes = sorted(LANES)
+    for lane in lanes[:-1]:
+        assert predecessor.at_marker(lane, marker) is AtMarker.RELEASE
+        assert not predecessor.projects(lane)
+    assert predecessor.phase is Phase.PROJECTING and predecessor.projects(lanes[-1])  # still writes the last
+    assert predecessor.at_marker(lanes[-1], marker) is AtMarker.RELEASE
+    assert predecessor.phase is Phase.RETIRED and not predecessor.ready()[0]
+    # The same marker read again, or an older generation's, changes nothing.
+    assert predecessor.at_marker(lanes[0], marker) is AtMarker.NOTHING
+    assert predecessor.at_marker(lanes[0], HandoverMarker(1, "ns-catalog-g0", NOW)) is AtMarker.NOTHING
+
+
+def test_markers_of_older_epochs_and_other_generations_leave_a_successor_in_standby() -> None:
+    successor = Handover("ns-catalog-g3", LANES)
+    successor.enter(Phase.CATCHING_UP, "replaying")
+    for marker in (HandoverMarker(1, "ns-catalog", NOW), HandoverMarker(2, "ns-catalog-g2", NOW)):
+        assert successor.at_marker((CATALOG, 0), marker) is AtMarker.NOTHING  # history, replayed
+    assert not successor.projecting and successor.phase is Phase.CATCHING_UP
+    successor.epoch = 4
+    assert successor.at_marker((CATALOG, 0), HandoverMarker(3, "ns-catalog-g3", NOW)) is AtMarker.NOTHING
+
+
+def test_a_fenced_lane_is_dropped_and_a_refused_worker_writes_nothing() -> None:
+    worker = Handover.holding("ns-catalog", LANES)
+    worker.fenced((CATALOG, 0), "blr is held under a newer epoch")
+    assert not worker.projects((CATALOG, 0)) and worker.projects((CATALOG, 1))
+    worker.refuse("diverges")
+    assert not worker.projecting and worker.ready() == (False, "handover refused: diverges")
+
+
+def test_only_a_retired_worker_takes_the_log_back() -> None:
+    worker = Handover.holding("ns-catalog", LANES)
+    assert not worker.take_back()
+    for lane in LANES:
+        worker.at_marker(lane, HandoverMarker(2, "ns-catalog-g2", NOW))
+    assert worker.phase is Phase.RETIRED
+    assert worker.take_back() and worker.phase is Phase.STARTING
+
+
+def test_the_proof_is_overdue_only_while_catching_up_or_proving() -> None:
+    now = [0.0]
+    worker = Handover("g", LANES, clock=lambda: now[0])
+    now[0] = 100.0
+    assert not worker.proof_overdue(50)  # starting: the driver has not looked yet
+    worker.enter(Phase.PROVING, "probe sent")
+    assert worker.proof_overdue(50) and not worker.proof_overdue(150)
+
+
+def test_a_worker_without_lanes_is_ready_at_once() -> None:
+    assert Handover("ns-shadow-x", frozenset()).ready() == (True, "ready")
+
+
+@given(st.one_of(st.none(), st.sampled_from(PROBE_PRICES)), st.integers(min_value=0, max_value=1 << 30))
+def test_a_probe_price_always_differs_from_the_last_and_the_placeholder(previous: int | None, seed: int) -> None:
+    price = next_probe_price(previous, seed)
+    assert price in PROBE_PRICES and price != previous and price != PLACEHOLDER_CENTS
+
+
+def test_the_probe_records_set_the_probe_items_price_when_applied_in_order() -> None:
+    setup, change = probe_batches(4321, "system:handover:test", NOW)
+    tables = CatalogTables({}, {}, {})
+    for position, batch in enumerate((setup, change)):
+        decoded = decode_batch(batch.encode())
+        outcome = apply_batch(tables.view(PROBE_CITY.code), decoded, position, PROBE_CITY.currency)
+        assert not outcome.rejected
+        tables.persist(PROBE_CITY.code, outcome)
+    item = tables.view(PROBE_CITY.code).item(PROBE_ITEM)
+    assert item is not None and (item.price_cents, item.base_price_cents) == (4321, 4321)
+    assert orjson.loads(change.encode())["events"][0]["type"] == "price.set"
