@@ -105,6 +105,8 @@ async def roll_worker(
         "FEASTFLOW_WORKER_WEB_PORT": str(port),
         "FEASTFLOW_WORKER_GENERATION": successor,
         "FEASTFLOW_HANDOVER_PROOF_TIMEOUT_S": str(guard.handover_timeout_s),
+        # The only member of its group: restarted after a crash, it takes its partitions straight back.
+        "FEASTFLOW_STATIC_MEMBERSHIP": "1",
     }
     pid = stack.start("worker", "worker", code, env)
     base = f"http://127.0.0.1:{port}"

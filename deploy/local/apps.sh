@@ -76,7 +76,7 @@ apps_up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     start worker "http://127.0.0.1:$WORKER_WEB_PORT/feastflow/ready/" \
         FEASTFLOW_WORKER_WEB_PORT="$WORKER_WEB_PORT" FEASTFLOW_WORKER_NAME="$WORKER_NAME" \
-        FEASTFLOW_WORKER_GENERATION="$WORKER_GENERATION" -- worker
+        FEASTFLOW_WORKER_GENERATION="$WORKER_GENERATION" FEASTFLOW_STATIC_MEMBERSHIP=1 -- worker
     scrape_target worker worker "$WORKER_WEB_PORT"
     local port index=0
     for port in $API_PORTS; do
