@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown_table(("rehearsal", "value"), report_rows(result))
         print(table)
         command = " ".join([".venv/bin/feastflow", *(argv if argv is not None else sys.argv[1:])])
-        print(f"(written to {publish('rehearsal', command, result, table)})")
+        kind = f"rehearsal-{args.only}" if args.only else "rehearsal"  # a rehearsal of one kind of unit apart
+        print(f"(written to {publish(kind, command, result, table)})")
         failed = {name: count for name, count in result["failures"].items() if count}
         if failed:
             print(f"rehearsal FAILED: {failed}; reasons: {result['failure_reasons']}", file=sys.stderr)

@@ -116,7 +116,8 @@ def test_each_worker_service_has_its_own_workload_and_a_name_per_pod(env: Render
         variables = container_env(container, env)
         services.append(variables["FEASTFLOW_WORKER_SERVICE"])
         assert variables["FEASTFLOW_WORKER_NAME"] == "<field metadata.name>"
-        assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "0"  # dynamic: a rolled pod hands over at once
+        # The only member of its generation's group: restarted after a crash, it takes its partitions back.
+        assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "1"
         data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == variables["FEASTFLOW_DATA"])
         volume = next(v for v in pod_spec(worker)["volumes"] if v["name"] == data_mount["name"])
         assert "emptyDir" in volume
@@ -312,3 +313,4 @@ def test_a_one_pod_worker_hands_over_to_each_revision_and_a_bigger_one_rebalance
     (container,) = containers(orders)
     variables = {v["name"]: v.get("value") for v in container["env"]}
     assert variables["FEASTFLOW_WORKER_HANDOVER"] == "0" and "FEASTFLOW_WORKER_GENERATION" not in variables
+    assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "0"  # several pods: a rolled one leaves its group at once

@@ -67,8 +67,10 @@ spec:
             fieldRef:
               fieldPath: metadata.labels['{{ .revisionLabel }}']
         {{- end }}
+        # The only pod of its generation is a static member (under its pod name): a container restarted after a
+        # crash takes its partitions straight back. Several pods stay dynamic unless staticMembership says so.
         - name: FEASTFLOW_STATIC_MEMBERSHIP
-          value: {{ ternary "1" "0" $worker.staticMembership | quote }}
+          value: {{ ternary "1" "0" (or $worker.staticMembership (eq (int $worker.replicas) 1)) | quote }}
         {{- include "feastflow.jwtEnv" $root | nindent 8 }}
         {{- include "feastflow.pgDsnEnv" $root | nindent 8 }}
         {{- if $root.Values.redis.existingSecret }}
