@@ -36,3 +36,25 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def delete_generation_topics(settings: Settings, generation: str) -> list[str]:
+    """Delete the table changelogs of a worker generation nobody runs any more (a refused successor, a replaced
+    predecessor); never those of the base generation (""). Returns the topics deleted."""
+    if not generation:
+        return []
+    marker = f"-{generation}-"
+    wanted = {
+        spec.name
+        for spec in changelog_topics(settings.namespace, settings.partitions, settings.shadow_label, generation)
+        if marker in spec.name
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="feastflow-topics")
+    await admin.start()
+    try:
+        names = sorted(wanted & set(await admin.list_topics()))
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

@@ -22,13 +22,16 @@ The code to roll to is the current checkout, another checkout (`--path`), or a g
 into the data folder). Pods run it with this checkout's virtualenv.
 """
 
+import logging
+import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 
 from core.settings import Settings
+from core.topic_admin import delete_generation_topics
 from ops.probes import Guardrails, api_checks, bake, probe_end_to_end, wait_ready, watch_objectives
 from ops.releases import FAILED, SUCCEEDED, Release, ReleaseHistory
 from ops.stack import (
@@ -44,6 +47,8 @@ from ops.stack import (
 )
 
 __all__ = ["Guardrails", "RolloutFailed", "rollback", "rollout"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,11 +104,14 @@ async def roll_worker(
     unit, name = stack.worker_unit()
     previous, generation = code_of(unit.pid), stack.worker_generation()
     successor = _next_name(name)
+    # A generation of its own for every attempt: a group and changelogs a refused attempt (another build,
+    # perhaps a wrong one) left behind under the same name must never seed this one's tables.
+    successor_generation = f"{successor}-{secrets.token_hex(3)}"
     port = unit.port + 1 if unit.port < 6075 else 6066
     env = {
         "FEASTFLOW_WORKER_NAME": successor,
         "FEASTFLOW_WORKER_WEB_PORT": str(port),
-        "FEASTFLOW_WORKER_GENERATION": successor,
+        "FEASTFLOW_WORKER_GENERATION": successor_generation,
         "FEASTFLOW_HANDOVER_PROOF_TIMEOUT_S": str(guard.handover_timeout_s),
         # The only member of its group: restarted after a crash, it takes its partitions straight back.
         "FEASTFLOW_STATIC_MEMBERSHIP": "1",
@@ -125,19 +133,30 @@ async def roll_worker(
         if took_over:  # the old worker kept following the log: it proves itself again and takes it back
             await take_back(stack, unit, name, guard, say)
         await stop_gracefully(pid, f"worker {successor}")  # if it never took over, the old worker never stopped
-        shutil.rmtree(stack.worker_data_dir(successor, successor), ignore_errors=True)
+        shutil.rmtree(stack.worker_data_dir(successor, successor_generation), ignore_errors=True)
+        await _forget(stack, successor_generation)
         raise
     stack.scrape("worker", "worker", port)
     restarted = stack.pid_of("worker")
     stack.record("worker", pid)
-    stack.record_worker(successor, port, successor)
+    stack.record_worker(successor, port, successor_generation)
     await stop_gracefully(unit.pid, f"worker {name}")
     await stop_restarted(restarted, unit, f"worker {name}")
     stack.unscrape("worker", unit.port)
     shutil.rmtree(stack.worker_data_dir(name, generation), ignore_errors=True)
+    await _forget(stack, generation)
     say(f"worker: {name} (pid {unit.pid}) stopped; {successor} on :{port} holds the log")
     if replaced is not None:
         replaced.append(Replaced("worker", previous))
+
+
+async def _forget(stack: LocalStack, generation: str) -> None:
+    """A generation no process runs any more leaves no changelogs behind (its consumer group's offsets stay)."""
+    settings = replace(stack.settings, worker_generation=generation)
+    try:
+        await delete_generation_topics(settings, generation)
+    except Exception as exc:  # housekeeping only: never fails a rollout
+        logger.warning("changelogs of generation %s not deleted: %r", generation, exc)
 
 
 async def take_back(stack: LocalStack, unit: Unit, name: str, guard: Guardrails, say: "Say") -> None:

@@ -136,14 +136,15 @@ def register_handover(worker: Worker) -> None:
 
     @worker_timer(worker, STEP_EVERY_S)
     async def hand_over() -> None:
-        if handover.phase is Phase.STARTING:
+        if handover.phase in (Phase.STARTING, Phase.CATCHING_UP, Phase.PROVING):
             holder = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.holder)).items()}
-            if holder.get("group") == handover.group:
+            if holder.get("group") == handover.group:  # a restart, or another member of this generation took it
                 handover.resume(int(holder["epoch"]))
-            else:
-                handover.predecessor = holder.get("group")
-                held_by = handover.predecessor or "nobody"
-                handover.enter(Phase.CATCHING_UP, f"following the log in its own group; {held_by} projects")
+                return
+        if handover.phase is Phase.STARTING:
+            handover.predecessor = holder.get("group")
+            held_by = handover.predecessor or "nobody"
+            handover.enter(Phase.CATCHING_UP, f"following the log in its own group; {held_by} projects")
             return
         if handover.proof_overdue(settings.handover_proof_timeout_s):
             handover.refuse(f"not proven within {settings.handover_proof_timeout_s:g}s: {handover.detail}")
