@@ -9,7 +9,7 @@ Per event:
   {ns}:event:{event_id}         hash  status, published_at, applied_at, version, reason
 The worker handover (streams.handover):
   {ns}:handover:epoch           counter: the last fencing epoch handed out
-  {ns}:handover:holder          hash  group, epoch, since: the consumer group that projects now
+  {ns}:handover:{service}:holder hash group, epoch, since: the consumer group that writes for the service now
   {ns}:handover:released:{epoch} hash  "<topic>:<partition>" -> offset where the predecessor stopped
   (and `epoch` in each city's meta hash: the projection refuses a write of an older epoch)
 Orders:
@@ -47,13 +47,15 @@ def event_key(namespace: str, event_id: str) -> str:
 class HandoverKeys:
     epoch: str
     holder: str
+    namespace: str
 
     def released(self, epoch: int) -> str:
-        return f"{self.holder.rsplit(':', 1)[0]}:released:{epoch}"
+        return f"{self.namespace}:handover:released:{epoch}"
 
 
-def handover_keys(namespace: str) -> HandoverKeys:
-    return HandoverKeys(f"{namespace}:handover:epoch", f"{namespace}:handover:holder")
+def handover_keys(namespace: str, service: str) -> HandoverKeys:
+    """Epochs are counted once per namespace; each worker service (its lanes) has its own holder."""
+    return HandoverKeys(f"{namespace}:handover:epoch", f"{namespace}:handover:{service}:holder", namespace)
 
 
 def rate_key(namespace: str, scope: str, subject: str, window: int) -> str:

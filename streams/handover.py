@@ -7,8 +7,8 @@ depend on. Every worker goes through these phases (`Phase`):
     starting -> catching up -> proving -> taking over -> projecting -> retired
                                   \\-> refused (never projects)
 
-- **starting**: if Redis names this worker's group as the holder (`{ns}:handover:holder`), this is a restart of
-  the generation that projects now: it resumes projecting every lane at once.
+- **starting**: if Redis names this worker's group as its service's holder (`{ns}:handover:{service}:holder`),
+  this is a restart of the generation that projects now: it resumes projecting every lane at once.
 - **catching up**: otherwise it is a successor. It applies the log to its own tables, writing nothing anyone
   reads, until its tables are recovered and its lag is 0 on every partition.
 - **proving**: it must show it is right, not only alive: (1) its prices equal the stable read model's in every
@@ -67,7 +67,7 @@ async def at_marker(worker: Worker, lane: Lane, marker: HandoverMarker, offset: 
     handover = worker.handover
     action = handover.at_marker(lane, marker)
     redis = worker.resources.redis
-    keys = handover_keys(worker.settings.namespace)
+    keys = handover_keys(worker.settings.namespace, worker.service.value)
     if action is AtMarker.RELEASE:
         await worker.retry("releasing a lane", lambda: redis.hset(keys.released(marker.epoch), lane_name(lane), offset))
         HANDOVERS.labels("released").inc()
@@ -86,7 +86,7 @@ async def _wait_released(worker: Worker, lane: Lane, epoch: int) -> str:
     if deadline is None:
         return "no predecessor to wait for"
     redis = worker.resources.redis
-    key = handover_keys(worker.settings.namespace).released(epoch)
+    key = handover_keys(worker.settings.namespace, worker.service.value).released(epoch)
     while True:
         if await worker.retry("reading a release", lambda: redis.hexists(key, lane_name(lane))):
             return "released by the predecessor"
@@ -132,7 +132,7 @@ def register_handover(worker: Worker) -> None:
     changes = parse_expected_changes(worker.settings.shadow_expect)
     settings = worker.settings
     redis = worker.resources.redis
-    keys = handover_keys(settings.namespace)
+    keys = handover_keys(settings.namespace, worker.service.value)
 
     @worker_timer(worker, STEP_EVERY_S)
     async def hand_over() -> None:
@@ -231,7 +231,7 @@ async def _take_over(worker: Worker) -> None:
     handover = worker.handover
     settings = worker.settings
     redis = worker.resources.redis
-    keys = handover_keys(settings.namespace)
+    keys = handover_keys(settings.namespace, worker.service.value)
     handover.enter(Phase.TAKING_OVER, "putting markers on every lane")
     epoch = int(await worker.retry("taking an epoch", lambda: redis.incr(keys.epoch)))
     handover.epoch = epoch
