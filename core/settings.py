@@ -104,7 +104,7 @@ class Settings:
         "", "a worker generation's label: its consumer group and changelogs (a rollout's successor gets its own)"
     )
     handover_proof_timeout_s: float = setting(
-        120.0, "a successor not caught up and proven right by then never takes over, seconds"
+        120.0, "a successor whose catch-up stalls, or not proven right once caught up, this long is refused, seconds"
     )
     handover_release_timeout_s: float = setting(
         5.0, "how long a successor waits for its predecessor to finish up to the handover marker, seconds"

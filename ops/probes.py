@@ -32,7 +32,8 @@ class Guardrails:
     watch_s: float = 15.0  # after the last unit: the objectives must hold and the new units stay up this long
     max_error_ratio: float = 0.01  # 5xx share of API requests over the last minute
     max_freshness_s: float = 10.0  # p99 change freshness over the last minute
-    handover_timeout_s: float = 300.0  # a worker successor catches up with the log and proves itself by then
+    handover_timeout_s: float = 1800.0  # a worker successor catches up with the log and proves itself by then
+    handover_stall_s: float = 120.0  # it is refused sooner when its catch-up stalls or its proof takes this long
     prometheus: str | None = "http://127.0.0.1:9090"  # None: objectives are not watched (and the rollout says so)
 
 

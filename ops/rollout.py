@@ -112,7 +112,7 @@ async def roll_worker(
         "FEASTFLOW_WORKER_NAME": successor,
         "FEASTFLOW_WORKER_WEB_PORT": str(port),
         "FEASTFLOW_WORKER_GENERATION": successor_generation,
-        "FEASTFLOW_HANDOVER_PROOF_TIMEOUT_S": str(guard.handover_timeout_s),
+        "FEASTFLOW_HANDOVER_PROOF_TIMEOUT_S": str(guard.handover_stall_s),
         # The only member of its group: restarted after a crash, it takes its partitions straight back.
         "FEASTFLOW_STATIC_MEMBERSHIP": "1",
     }
@@ -121,7 +121,7 @@ async def roll_worker(
     say(f"worker: {successor} (pid {pid}) catching up in its own group and proving itself")
     took_over = False
     try:
-        await wait_ready(f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s + 30)
+        await wait_ready(f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s)
         took_over = True
         say(f"worker: {successor} took the log over; {name} stopped writing at the markers")
         seconds = await probe_end_to_end(stack.settings, f"http://127.0.0.1:{stack.api_units()[0].port}")

@@ -147,7 +147,8 @@ def register_handover(worker: Worker) -> None:
             handover.enter(Phase.CATCHING_UP, f"following the log in its own group; {held_by} projects")
             return
         if handover.proof_overdue(settings.handover_proof_timeout_s):
-            handover.refuse(f"not proven within {settings.handover_proof_timeout_s:g}s: {handover.detail}")
+            stuck = "no progress catching up" if handover.phase is Phase.CATCHING_UP else "not proven"
+            handover.refuse(f"{stuck} for {settings.handover_proof_timeout_s:g}s: {handover.detail}")
             HANDOVERS.labels("refused").inc()
             return
         if handover.phase is Phase.CATCHING_UP:
@@ -164,6 +165,8 @@ async def _catch_up(worker: Worker) -> None:
     lag = await partition_lag(worker)
     expected = worker.settings.partitions * len(consumed_topics(worker.settings, worker.service))
     behind = sum(lag.values())
+    if len(lag) == expected:
+        handover.caught_up_to(behind)
     if len(lag) < expected or behind:
         handover.enter(Phase.CATCHING_UP, f"{behind} records behind on {len(lag)} fetched partitions")
         return

@@ -46,7 +46,8 @@ class Handover:
     epoch: int = 0
     detail: str = ""
     projecting: set[Lane] = field(default_factory=set)
-    started_at: float = field(default=0.0)
+    started_at: float = field(default=0.0)  # when the current phase began, or catching up last made progress
+    least_lag: int | None = None
     predecessor: str | None = None  # the group holding the log when this worker started, if any
     release_deadline: float | None = None
     probe_price: int | None = None
@@ -97,7 +98,7 @@ class Handover:
         """A retired worker (its tables kept following the log) goes through proof and takeover again."""
         if self.phase is not Phase.RETIRED:
             return False
-        self.started_at = self.clock()
+        self.least_lag = None
         self.compared.clear()
         self.probe_price, self.probe_batch_id = None, ""
         self._enter(Phase.STARTING, "taking the log back")
@@ -107,7 +108,14 @@ class Handover:
         self.projecting.clear()
         self._enter(Phase.REFUSED, reason)
 
+    def caught_up_to(self, lag: int) -> None:
+        """Catching up is progress as long as the lag keeps shrinking, however long the log."""
+        if self.least_lag is None or lag < self.least_lag:
+            self.least_lag = lag
+            self.started_at = self.clock()
+
     def proof_overdue(self, timeout_s: float) -> bool:
+        """Stuck: no progress catching up for `timeout_s`, or not proven `timeout_s` after catching up."""
         return self.phase in (Phase.CATCHING_UP, Phase.PROVING) and self.clock() - self.started_at > timeout_s
 
     def ready(self) -> tuple[bool, str]:
@@ -123,6 +131,7 @@ class Handover:
     def _enter(self, phase: Phase, detail: str) -> None:
         if phase is not self.phase:
             logger.info("handover: %s (%s)", phase.value, detail)
+            self.started_at = self.clock()
             HANDOVER_PHASE.state(phase.name.lower())
         self.phase, self.detail = phase, detail
         HANDOVER_EPOCH.set(self.epoch)

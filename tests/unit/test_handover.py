@@ -104,12 +104,25 @@ def test_only_a_retired_worker_takes_the_log_back() -> None:
     assert worker.ready() == (False, "handover starting: taking the log back")
 
 
-def test_the_proof_is_overdue_only_while_catching_up_or_proving() -> None:
+def test_a_catch_up_is_overdue_only_once_it_stops_making_progress_and_a_proof_after_its_bound() -> None:
     now = [0.0]
     worker = Handover("g", LANES, clock=lambda: now[0])
     now[0] = 100.0
     assert not worker.proof_overdue(50)  # starting: the driver has not looked yet
-    worker.enter(Phase.PROVING, "probe sent")
+    worker.enter(Phase.CATCHING_UP, "replaying")
+    for lag in (9000, 6000, 3000):  # a long log, read steadily: never overdue
+        now[0] += 40
+        worker.caught_up_to(lag)
+        assert not worker.proof_overdue(50)
+    now[0] += 40
+    worker.caught_up_to(3000)  # no progress for 40 s, then for 80 s
+    assert not worker.proof_overdue(50)
+    now[0] += 40
+    worker.caught_up_to(3100)
+    assert worker.proof_overdue(50)
+    worker.enter(Phase.PROVING, "probe sent")  # a proof has its own bound from when it begins
+    assert not worker.proof_overdue(50)
+    now[0] += 60
     assert worker.proof_overdue(50) and not worker.proof_overdue(150)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from core.settings import REPO_ROOT
 from ops.stack import is_unit_command
+from tests.support.polling import poll_until_sync
 
 LIB = REPO_ROOT / "deploy" / "local" / "lib.sh"
 FORMS = {
@@ -24,6 +25,8 @@ FORMS = {
 @pytest.fixture(params=sorted(FORMS))
 def unit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     process = subprocess.Popen(FORMS[request.param])
+    # Until the child has exec'd, /proc shows the parent's command line (pytest's): wait for its own.
+    poll_until_sync(lambda: b"time.sleep" in Path(f"/proc/{process.pid}/cmdline").read_bytes(), 10, 0.01, "no exec")
     pidfile = tmp_path / "unit.pid"
     pidfile.write_text(f"{process.pid}\n")
     yield pidfile
@@ -47,6 +50,7 @@ def test_the_supervisor_recognises_every_form_a_unit_is_started_in(unit: Path) -
 
 def test_someone_elses_process_on_a_reused_pid_is_not_a_unit(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    poll_until_sync(lambda: b"time.sleep" in Path(f"/proc/{process.pid}/cmdline").read_bytes(), 10, 0.01, "no exec")
     try:
         pidfile = tmp_path / "stale.pid"
         pidfile.write_text(f"{process.pid}\n")
