@@ -19,7 +19,7 @@ from core.system_events import send_system_event
 from core.topics import CATALOG_TABLES, catalog_topic_name, consumer_group, dead_letter_topic_name, order_topic_name
 from models.events import SystemPayload
 from streams.delivery import TRANSPORT_SCHEME, DeliveryGuard
-from streams.handover_state import Handover, Lane
+from streams.handover_state import Handover, HeldBack, Lane
 from streams.health import WorkerHealth
 from streams.order_projection import OrderProjection
 from streams.projection import MenuProjection
@@ -109,6 +109,7 @@ class Worker:
     applied_positions: dict[str, int] = field(default_factory=dict)
     city_partitions: dict[str, int] = field(default_factory=dict)
     last_probe_batch: str = ""  # the handover probe's batch this worker applied last
+    held_back: HeldBack = field(default_factory=HeldBack)
 
     @cached_property
     def projection(self) -> MenuProjection:

@@ -23,11 +23,13 @@ record waits; the worker reports not ready meanwhile. Anything else is permanent
 the dead-letter topic with the reason, and the partition moves on.
 """
 
+import functools
 import logging
 import time
 from typing import Any
 
 from core.pg import transaction
+from core.redis_keys import city_keys
 from models.catalog import BatchOutcome, apply_batch
 from models.errors import InvalidEvent
 from models.events import EventBatch, decode_batch, parse_timestamp
@@ -37,7 +39,7 @@ from streams.audit import AuditLog
 from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
-from streams.handover import at_marker
+from streams.handover import at_marker, write_city_whole
 from streams.metrics import BATCHES, EVENTS, FRESHNESS, HANDOVERS, SHADOW_ERRORS
 from streams.projection import CitySnapshot, ProjectionResult
 from streams.retry import ShuttingDown
@@ -56,6 +58,7 @@ class Fenced(Exception):
 
 
 async def process_record(worker: Worker, message: Any) -> None:
+    await worker.handover.decided.wait()  # whether this generation holds the log (streams.handover)
     lane = (message.topic, message.partition)
     try:
         marker = decode_marker(message.value)
@@ -63,7 +66,7 @@ async def process_record(worker: Worker, message: Any) -> None:
         await _unusable(worker, message, DeadLetterKind.UNDECODABLE, f"undecodable: {exc.message}")
         return
     if marker is not None:
-        await at_marker(worker, lane, marker, message.offset)
+        await at_marker(worker, lane, marker, message.offset, catch_up_read_model)
         return
     try:
         batch = decode_batch(message.value)
@@ -90,6 +93,8 @@ async def process_record(worker: Worker, message: Any) -> None:
         # compared), and so does a worker generation before its handover; the generation that holds the log
         # owns the read model, the audit log and the dead letters.
         _keep(worker, city.code, batch, message.offset, outcome)
+        if lane in worker.handover.released:  # kept in case this worker takes the lane back
+            worker.held_back.hold(city.code, message.offset, batch, outcome)
         return
     try:
         result = await worker.retry(
@@ -136,6 +141,45 @@ async def _write(
         result = await _project(worker, view, city, currency, position, outcome)
         worker.tables.persist(city, outcome)
     return result
+
+
+async def catch_up_read_model(worker: Worker, partition: int) -> None:
+    """Before taking a partition: a city of it the read model holds behind this worker's tables (the generation
+    that held it died, or failed after taking over) gets the changes it lacks, each as it would have been
+    written (what this worker held back since releasing the partition); the city is written whole when some
+    of them were not kept."""
+    redis = worker.resources.redis
+    for city, seen_on in list(worker.city_partitions.items()):
+        mine = worker.applied_positions.get(city)
+        served = worker.settings.city(city)
+        if seen_on != partition or mine is None or served is None:
+            continue
+        meta = city_keys(worker.settings.namespace, city).meta
+        raw = await worker.retry("reading a city's position", functools.partial(redis.hget, meta, "position"))
+        stored = None if raw is None else int(raw)
+        if stored is not None and stored >= mine:
+            continue
+        held = worker.held_back.after(city, stored)
+        if held is None:
+            logger.warning("%s: read model at %s, tables at %d: writing the city whole", city, stored, mine)
+            await write_city_whole(worker, city, mine)
+            continue
+        view = worker.tables.view(city)
+        for position, batch, outcome in held:
+            await worker.retry(
+                "catalog write",
+                functools.partial(_project_held_back, worker, view, city, served.currency, batch, position, outcome),
+            )
+        logger.info("%s: wrote the %d changes the read model lacked (%s to %d)", city, len(held), stored, mine)
+
+
+async def _project_held_back(
+    worker: Worker, view: TableView, city: str, currency: str, batch: EventBatch, position: int, outcome: BatchOutcome
+) -> ProjectionResult:
+    """The write unit without the tables, which have the change already."""
+    async with transaction(await worker.resources.pg_pool()) as cursor:
+        await AuditLog(cursor).record(batch.batch_id, position, outcome.audit)
+        return await _project(worker, view, city, currency, position, outcome)
 
 
 def _writes(worker: Worker, message: Any) -> bool:

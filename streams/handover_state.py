@@ -1,10 +1,13 @@
 """The handover's state in one worker: its phase and the lanes it writes for (streams.handover drives it)."""
 
+import asyncio
 import enum
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.handover import HandoverMarker
 from models.shadow import Comparison
@@ -13,6 +16,7 @@ from streams.metrics import HANDOVER_EPOCH, HANDOVER_LANES, HANDOVER_PHASE
 logger = logging.getLogger(__name__)
 
 Lane = tuple[str, int]  # (topic, partition)
+READ_MODEL_STALLED_S = 5.0  # a read model behind this worker and still for this long has nobody writing it
 
 
 class Phase(enum.StrEnum):
@@ -53,9 +57,16 @@ class Handover:
     probe_price: int | None = None
     probe_batch_id: str = ""
     compared: dict[str, Comparison] = field(default_factory=dict)
+    read_model_seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # city: (position, since)
+    released: set[Lane] = field(default_factory=set)  # lanes this worker wrote for until a newer generation's marker
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
+        # Set once this worker knows whether its generation holds the log: until then no record may be taken
+        # as someone else's (a restarted holder would apply it to its tables only and lose it for customers).
+        self.decided = asyncio.Event()
+        if not self.lanes:
+            self.decided.set()
 
     @classmethod
     def holding(cls, group: str, lanes: frozenset[Lane], epoch: int = 1) -> "Handover":
@@ -80,6 +91,7 @@ class Handover:
             self.epoch = marker.epoch
             return AtMarker.TAKE
         if marker.epoch > self.epoch and lane in self.projecting:
+            self.released.add(lane)
             self._drop(lane, f"handed over to {marker.group} at epoch {marker.epoch}")
             return AtMarker.RELEASE
         return AtMarker.NOTHING
@@ -100,6 +112,7 @@ class Handover:
             return False
         self.least_lag = None
         self.compared.clear()
+        self.read_model_seen.clear()
         self.probe_price, self.probe_batch_id = None, ""
         self._enter(Phase.STARTING, "taking the log back")
         return True
@@ -107,6 +120,15 @@ class Handover:
     def refuse(self, reason: str) -> None:
         self.projecting.clear()
         self._enter(Phase.REFUSED, reason)
+
+    def read_model_stalled(self, city: str, stable: int, mine: int, after_s: float = READ_MODEL_STALLED_S) -> bool:
+        """True once the read model has stood still at `stable`, behind this worker's `mine`, for `after_s`."""
+        seen = self.read_model_seen.get(city)
+        now = self.clock()
+        if seen is None or seen[0] != stable or mine <= stable:
+            self.read_model_seen[city] = (stable, now)
+            return False
+        return now - seen[1] >= after_s
 
     def caught_up_to(self, lag: int) -> None:
         """Catching up is progress as long as the lag keeps shrinking, however long the log."""
@@ -132,6 +154,8 @@ class Handover:
         if phase is not self.phase:
             logger.info("handover: %s (%s)", phase.value, detail)
             self.started_at = self.clock()
+        if phase is not Phase.STARTING:
+            self.decided.set()
             HANDOVER_PHASE.state(phase.name.lower())
         self.phase, self.detail = phase, detail
         HANDOVER_EPOCH.set(self.epoch)
@@ -139,3 +163,31 @@ class Handover:
 
     def enter(self, phase: Phase, detail: str) -> None:
         self._enter(phase, detail)
+
+
+HELD_BACK_MAX = 10_000  # per city: beyond this a taken-back city is written whole
+
+
+@dataclass
+class HeldBack:
+    """What a worker applied after releasing a lane, kept so that, should it take the lane back (its successor
+    failed after taking over), it can project exactly what the successor never did, change by change."""
+
+    entries: dict[str, deque[tuple[int, Any, Any]]] = field(default_factory=dict)  # city: (position, batch, outcome)
+    overflowed: set[str] = field(default_factory=set)
+
+    def hold(self, city: str, position: int, batch: Any, outcome: Any) -> None:
+        held = self.entries.setdefault(city, deque(maxlen=HELD_BACK_MAX))
+        if len(held) == HELD_BACK_MAX:
+            self.overflowed.add(city)
+        held.append((position, batch, outcome))
+
+    def after(self, city: str, position: int | None) -> list[tuple[int, Any, Any]] | None:
+        """Every held change of the city after `position`, oldest first; None when some may be missing."""
+        if position is None or city in self.overflowed:
+            return None
+        return [entry for entry in self.entries.get(city, ()) if entry[0] > position]
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.overflowed.clear()

@@ -33,6 +33,7 @@ from streams.dead_letters import dead_letter
 from streams.failures import DeadLetterKind, describe, permanent_kind
 from streams.guarded_agent import register_guarded_agent
 from streams.handover import at_marker
+from streams.handover_state import lane_name
 from streams.metrics import ORDER_DECISIONS, POSTGRES_WRITES
 from streams.order_store import OrderStore
 from streams.retry import ShuttingDown
@@ -46,6 +47,7 @@ def register_order_agent(worker: Worker) -> None:
 
 
 async def process_command(worker: Worker, message: Any) -> None:
+    await worker.handover.decided.wait()  # whether this generation holds the log (streams.handover)
     lane = (message.topic, message.partition)
     try:
         marker = decode_marker(message.value)
@@ -54,10 +56,32 @@ async def process_command(worker: Worker, message: Any) -> None:
             await dead_letter(worker, message, DeadLetterKind.UNDECODABLE, f"undecodable: {exc.message}")
         return
     if marker is not None:
-        await at_marker(worker, lane, marker, message.offset)
+        await at_marker(worker, lane, marker, message.offset, decide_held_back)
         return
     if not worker.handover.projects(lane):
-        return  # before its handover a worker generation decides no order: the one holding the log does
+        # Before its handover a worker generation decides no order: the one holding the log does. After
+        # releasing a lane, it keeps the commands in case it takes the lane back (decide_held_back).
+        if lane in worker.handover.released:
+            worker.held_back.hold(lane_name(lane), message.offset, None, message)
+        return
+    await _decide(worker, message)
+
+
+async def decide_held_back(worker: Worker, partition: int) -> None:
+    """Taking a lane back: the commands its successor may never have decided (it failed after taking over) are
+    decided now. Deciding again is harmless: an order keeps its first decision, a status change applies once."""
+    lane = (worker.order_topic.get_topic_name(), partition)
+    held = worker.held_back.after(lane_name(lane), -1)
+    if held is None:
+        logger.error("more order commands were held back on %s than kept; some may stay undecided", lane_name(lane))
+        held = list(worker.held_back.entries.get(lane_name(lane), ()))
+    for _, _, message in held:
+        await _decide(worker, message)
+    if held:
+        logger.info("decided the %d order commands held back on %s", len(held), lane_name(lane))
+
+
+async def _decide(worker: Worker, message: Any) -> None:
     try:
         command = decode_command(message.value)
     except InvalidEvent as exc:

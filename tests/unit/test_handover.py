@@ -19,7 +19,7 @@ from models.handover import (
     next_probe_price,
     probe_batches,
 )
-from streams.handover_state import AtMarker, Handover, Phase
+from streams.handover_state import HELD_BACK_MAX, AtMarker, Handover, HeldBack, Phase
 from streams.state import CatalogTables
 
 CATALOG, ORDERS = "ns.catalog-events", "ns.order-commands"
@@ -147,3 +147,35 @@ def test_the_probe_records_set_the_probe_items_price_when_applied_in_order() -> 
     item = tables.view(PROBE_CITY.code).item(PROBE_ITEM)
     assert item is not None and (item.price_cents, item.base_price_cents) == (4321, 4321)
     assert orjson.loads(change.encode())["events"][0]["type"] == "price.set"
+
+
+def test_a_read_model_standing_still_behind_the_worker_counts_as_stalled_only_after_a_while() -> None:
+    now = [0.0]
+    worker = Handover("g", LANES, clock=lambda: now[0])
+    assert not worker.read_model_stalled("blr", 100, 120, after_s=5)
+    now[0] = 4.0
+    assert not worker.read_model_stalled("blr", 100, 125, after_s=5)
+    now[0] = 5.5
+    assert worker.read_model_stalled("blr", 100, 130, after_s=5)  # nobody wrote the city for 5 s
+    assert not worker.read_model_stalled("blr", 131, 131, after_s=5)  # it moved (and caught up): start over
+    now[0] = 20.0
+    assert not worker.read_model_stalled("blr", 131, 131, after_s=5)  # level with this worker: comparable
+
+
+def test_a_released_lane_is_remembered_and_held_back_changes_come_out_in_order_after_a_position() -> None:
+    worker = Handover.holding("ns-catalog", LANES)
+    worker.at_marker((CATALOG, 0), HandoverMarker(2, "ns-catalog-g2", NOW))
+    assert worker.released == {(CATALOG, 0)}
+    held = HeldBack()
+    for position in (10, 12, 15):
+        held.hold("blr", position, f"batch-{position}", f"outcome-{position}")
+    assert held.after("blr", 11) == [(12, "batch-12", "outcome-12"), (15, "batch-15", "outcome-15")]
+    assert held.after("blr", None) is None  # the read model has nothing: only a whole city will do
+    assert held.after("mum", 3) == []
+
+
+def test_held_back_changes_that_overflowed_are_not_offered() -> None:
+    held = HeldBack()
+    for position in range(HELD_BACK_MAX + 1):
+        held.hold("blr", position, None, None)
+    assert held.after("blr", 5) is None
