@@ -25,6 +25,7 @@ into the data folder). Pods run it with this checkout's virtualenv.
 import logging
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -107,7 +108,7 @@ async def roll_worker(
     # A generation of its own for every attempt: a group and changelogs a refused attempt (another build,
     # perhaps a wrong one) left behind under the same name must never seed this one's tables.
     successor_generation = f"{successor}-{secrets.token_hex(3)}"
-    port = unit.port + 1 if unit.port < 6075 else 6066
+    port = free_worker_port(unit.port)
     env = {
         "FEASTFLOW_WORKER_NAME": successor,
         "FEASTFLOW_WORKER_WEB_PORT": str(port),
@@ -148,6 +149,17 @@ async def roll_worker(
     say(f"worker: {name} (pid {unit.pid}) stopped; {successor} on :{port} holds the log")
     if replaced is not None:
         replaced.append(Replaced("worker", previous))
+
+
+def free_worker_port(current: int) -> int:
+    """A port for the successor's operator views that nothing listens on: the next after the current one's, in
+    6066-6099 (a crashed and restarted unit of an earlier roll may still hold the obvious one)."""
+    for step in range(1, 34):
+        port = 6066 + (current - 6066 + step) % 34
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RolloutFailed("no free worker port between 6066 and 6099")
 
 
 async def _forget(stack: LocalStack, generation: str) -> None:
