@@ -19,6 +19,7 @@ from ops.probes import Guardrails
 from ops.rehearsal import Sizes, rehearse
 from ops.releases import FAILED, ReleaseHistory
 from ops.rollout import RolloutFailed, rollout
+from tests.integration.test_rollback import assert_nothing_failed_or_lost
 from tests.integration.test_side_by_side import next_version
 from tests.support.builds import build, running_code
 
@@ -54,13 +55,6 @@ async def test_after_a_sigkill_of_the_only_worker_changes_flow_again_within_10_s
     await isolated_crash(settings)  # the supervisor's first back-off, as after any single crash
     measured = await measure_failover(settings)
     assert measured["failover_s"] < FAILOVER_BOUND_S, measured
-
-
-def assert_nothing_failed_or_lost(result: dict[str, object]) -> None:
-    failures = result["failures"]
-    assert isinstance(failures, dict)
-    assert failures == {name: 0 for name in failures}, result["failure_reasons"]
-    assert isinstance(result["admin_changes_acknowledged"], int) and result["admin_changes_acknowledged"] > 20
 
 
 async def test_a_worker_roll_under_traffic_pauses_no_price_and_decides_every_order_once(tmp_path: Path) -> None:
