@@ -37,24 +37,33 @@ class Guardrails:
     prometheus: str | None = "http://127.0.0.1:9090"  # None: objectives are not watched (and the rollout says so)
 
 
-async def wait_ready(url: str, pid: int, name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+async def wait_ready(
+    url: str, pid: int, name: str, timeout_s: float = READY_TIMEOUT_S, stall_s: float | None = None
+) -> None:
     """Until the unit answers 200 on its readiness page. A worker refused in its handover (streams.handover)
-    never becomes ready: that fails at once, with the worker's own reason."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
+    never becomes ready: that fails at once, with the worker's own reason. With `stall_s`, a unit whose reason
+    for not being ready stays the same that long (a worker's handover reports its progress in it) fails too."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last, since = "no answer", started
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             if not process_alive(pid):
                 raise RolloutFailed(f"{name} exited before it became ready (last: {last})")
+            reason = last
             try:
                 async with session.get(url, headers={"Accept": "application/json"}) as response:
                     if response.status == 200:
                         return
-                    last = await _reason(response)
+                    reason = await _reason(response)
             except aiohttp.ClientError:
                 pass
+            if reason != last:
+                last, since = reason, time.monotonic()
             if last.startswith(REFUSED):
                 raise RolloutFailed(f"{name} {last}")
+            if stall_s is not None and time.monotonic() - since > stall_s:
+                raise RolloutFailed(f"{name} made no progress for {stall_s:.0f}s (last: {last})")
             await asyncio.sleep(0.25)
     raise RolloutFailed(f"{name} was not ready within {timeout_s:.0f}s (last: {last})")
 

@@ -122,7 +122,9 @@ async def roll_worker(
     say(f"worker: {successor} (pid {pid}) catching up in its own group and proving itself")
     took_over = False
     try:
-        await wait_ready(f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s)
+        await wait_ready(
+            f"{base}/feastflow/ready/", pid, f"worker {successor}", guard.handover_timeout_s, 2 * guard.handover_stall_s
+        )
         took_over = True
         say(f"worker: {successor} took the log over; {name} stopped writing at the markers")
         seconds = await probe_end_to_end(stack.settings, f"http://127.0.0.1:{stack.api_units()[0].port}")
@@ -131,7 +133,9 @@ async def roll_worker(
             pid, f"worker {successor}", base, {"/feastflow/health/": 200, "/feastflow/ready/": 200}, guard.bake_s
         )
     except RolloutFailed:
-        if took_over:  # the old worker kept following the log: it proves itself again and takes it back
+        # The old worker kept following the log: once it released a lane (the successor took over, or failed
+        # part-way through taking over), it proves itself again and takes the log back.
+        if took_over or await _released_lanes(unit):
             await take_back(stack, unit, name, guard, say)
         await stop_gracefully(pid, f"worker {successor}")  # if it never took over, the old worker never stopped
         shutil.rmtree(stack.worker_data_dir(successor, successor_generation), ignore_errors=True)
@@ -171,6 +175,16 @@ async def _forget(stack: LocalStack, generation: str) -> None:
         logger.warning("changelogs of generation %s not deleted: %r", generation, exc)
 
 
+async def _released_lanes(unit: Unit) -> bool:
+    """Whether the worker on `unit` handed any lane over (it then no longer writes for it)."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(f"http://127.0.0.1:{unit.port}/feastflow/handover/") as response,
+    ):
+        document = await response.json(content_type=None)
+    return bool(len(document["lanes_held"]) < document["lanes"])
+
+
 async def take_back(stack: LocalStack, unit: Unit, name: str, guard: Guardrails, say: "Say") -> None:
     base = f"http://127.0.0.1:{unit.port}"
     async with (
@@ -179,7 +193,9 @@ async def take_back(stack: LocalStack, unit: Unit, name: str, guard: Guardrails,
     ):
         if response.status != 202:
             raise RolloutFailed(f"worker {name} cannot take the log back: {await response.text()}")
-    await wait_ready(f"{base}/feastflow/ready/", unit.pid, f"worker {name}", guard.handover_timeout_s)
+    await wait_ready(
+        f"{base}/feastflow/ready/", unit.pid, f"worker {name}", guard.handover_timeout_s, 2 * guard.handover_stall_s
+    )
     say(f"worker: {name} took the log back")
 
 

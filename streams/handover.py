@@ -80,9 +80,12 @@ async def at_marker(
         HANDOVERS.labels("released").inc()
         logger.info("released %s at offset %d to %s (epoch %d)", lane_name(lane), offset, marker.group, marker.epoch)
     elif action is AtMarker.TAKE:
-        waited = await _wait_released(worker, lane, marker.epoch)
-        if catch_up is not None:
-            await catch_up(worker, lane[1])
+        if handover.projects(lane):  # taking the log back: a lane it never released
+            waited = "held it already"
+        else:
+            waited = await _wait_released(worker, lane, marker.epoch)
+            if catch_up is not None:
+                await catch_up(worker, lane[1])
         handover.took(lane)
         if handover.phase is Phase.PROJECTING:
             worker.held_back.clear()
@@ -132,11 +135,13 @@ def register_handover(worker: Worker) -> None:
     async def hand_over() -> None:
         if handover.phase in (Phase.STARTING, Phase.CATCHING_UP, Phase.PROVING):
             holder = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.holder)).items()}
-            if holder.get("group") == handover.group:  # a restart, or another member of this generation took it
+            # A restart, or another member of this generation took it. Not a worker taking the log back after
+            # releasing lanes: its successor may have written under a newer epoch, so it takes a new one itself.
+            if holder.get("group") == handover.group and not handover.released:
                 handover.resume(int(holder["epoch"]))
                 return
         if handover.phase is Phase.STARTING:
-            handover.predecessor = holder.get("group")
+            handover.predecessor = handover.predecessor or holder.get("group")  # set already when taking back
             held_by = handover.predecessor or "nobody"
             handover.enter(Phase.CATCHING_UP, f"following the log in its own group; {held_by} projects")
             return
@@ -149,6 +154,11 @@ def register_handover(worker: Worker) -> None:
             await _catch_up(worker)
         elif handover.phase is Phase.PROVING and await _proven(worker, changes):
             await _take_over(worker)
+        elif handover.phase is Phase.TAKING_OVER:
+            if handover.markers_epoch is None:  # putting the markers failed part-way: again, under a new epoch
+                await _take_over(worker)
+            else:
+                handover.waiting_for_markers()
 
 
 async def _catch_up(worker: Worker) -> None:
@@ -238,6 +248,7 @@ async def _take_over(worker: Worker) -> None:
     redis = worker.resources.redis
     keys = handover_keys(settings.namespace, worker.service.value)
     handover.enter(Phase.TAKING_OVER, "putting markers on every lane")
+    handover.markers_epoch = None
     epoch = int(await worker.retry("taking an epoch", lambda: redis.incr(keys.epoch)))
     handover.epoch = epoch
     if handover.predecessor:  # a generation holds the log: it finishes up to each marker first
@@ -249,6 +260,7 @@ async def _take_over(worker: Worker) -> None:
         await worker.retry("putting a handover marker", send)
     holder = {"group": handover.group, "epoch": epoch, "since": utc_now()}
     await worker.retry("naming the holder", lambda: redis.hset(keys.holder, mapping=holder))  # type: ignore[arg-type]
+    handover.markers_epoch = epoch
     handover.enter(Phase.TAKING_OVER, f"markers of epoch {epoch} on {len(handover.lanes)} lanes; taking them")
 
 

@@ -59,6 +59,8 @@ class Handover:
     compared: dict[str, Comparison] = field(default_factory=dict)
     read_model_seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # city: (position, since)
     released: set[Lane] = field(default_factory=set)  # lanes this worker wrote for until a newer generation's marker
+    successor: str | None = None  # the group this worker released lanes to
+    markers_epoch: int | None = None  # taking over: every marker of this epoch is on the log
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -92,12 +94,14 @@ class Handover:
             return AtMarker.TAKE
         if marker.epoch > self.epoch and lane in self.projecting:
             self.released.add(lane)
+            self.successor = marker.group
             self._drop(lane, f"handed over to {marker.group} at epoch {marker.epoch}")
             return AtMarker.RELEASE
         return AtMarker.NOTHING
 
     def took(self, lane: Lane) -> None:
         self.projecting.add(lane)
+        self.released.discard(lane)
         if self.projecting >= self.lanes:
             self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
 
@@ -106,14 +110,21 @@ class Handover:
         if lane in self.projecting:
             self._drop(lane, why)
 
+    def waiting_for_markers(self) -> None:
+        """Taking over, markers on the log: which lanes this worker has yet to read its marker on."""
+        waiting = sorted(lane_name(lane) for lane in self.lanes - self.projecting)
+        self._enter(Phase.TAKING_OVER, f"markers of epoch {self.markers_epoch} on the log; not read yet on {waiting}")
+
     def take_back(self) -> bool:
-        """A retired worker (its tables kept following the log) goes through proof and takeover again."""
-        if self.phase is not Phase.RETIRED:
+        """A worker that released lanes (retired, or part-way: its successor failed while taking over; its tables
+        kept following the log) goes through proof and takeover again."""
+        if not self.released or self.phase not in (Phase.RETIRED, Phase.PROJECTING):
             return False
         self.least_lag = None
         self.compared.clear()
         self.read_model_seen.clear()
         self.probe_price, self.probe_batch_id = None, ""
+        self.predecessor = self.successor  # it lets go of the lanes it took at this worker's markers
         self._enter(Phase.STARTING, "taking the log back")
         return True
 

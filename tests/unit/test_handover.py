@@ -94,7 +94,7 @@ def test_a_fenced_lane_is_dropped_and_a_refused_worker_writes_nothing() -> None:
     assert not worker.projecting and worker.ready() == (False, "handover refused: diverges")
 
 
-def test_only_a_retired_worker_takes_the_log_back() -> None:
+def test_only_a_worker_that_released_lanes_takes_the_log_back_and_waits_for_its_successor_to_let_go() -> None:
     worker = Handover.holding("ns-catalog", LANES)
     assert not worker.take_back()
     for lane in LANES:
@@ -102,6 +102,34 @@ def test_only_a_retired_worker_takes_the_log_back() -> None:
     assert worker.phase is Phase.RETIRED
     assert worker.take_back()
     assert worker.ready() == (False, "handover starting: taking the log back")
+    assert worker.predecessor == "ns-catalog-g2"  # the released lanes are taken back once g2 lets go of them
+
+
+def test_a_worker_released_part_way_takes_back_what_it_released_and_keeps_writing_the_rest() -> None:
+    """The successor failed while taking over: it put markers on some lanes only."""
+    worker = Handover.holding("ns-catalog", LANES, epoch=1)
+    lanes = sorted(LANES)
+    worker.at_marker(lanes[0], HandoverMarker(2, "ns-catalog-g2", NOW))
+    assert worker.phase is Phase.PROJECTING and worker.released == {lanes[0]}
+    assert worker.take_back()
+    assert all(worker.projects(lane) for lane in lanes[1:])  # no pause on lanes it never released
+    worker.epoch = 3
+    for lane in lanes:
+        assert worker.at_marker(lane, HandoverMarker(3, "ns-catalog", NOW)) is AtMarker.TAKE
+        worker.took(lane)
+    assert worker.phase is Phase.PROJECTING and not worker.released and worker.projecting == set(LANES)
+
+
+def test_a_successor_taking_over_says_which_lanes_it_has_not_read_its_marker_on_yet() -> None:
+    successor = Handover("ns-catalog-g2", LANES)
+    successor.enter(Phase.TAKING_OVER, "putting markers on every lane")
+    successor.markers_epoch = 2
+    marker = HandoverMarker(2, "ns-catalog-g2", NOW)
+    successor.at_marker((CATALOG, 0), marker)
+    successor.took((CATALOG, 0))
+    successor.waiting_for_markers()
+    reason = successor.ready()[1]
+    assert "ns.catalog-events:1" in reason and "ns.catalog-events:0" not in reason, reason
 
 
 def test_a_catch_up_is_overdue_only_once_it_stops_making_progress_and_a_proof_after_its_bound() -> None:
