@@ -145,6 +145,9 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+
+
 async def serve(app: web.Application, settings: Settings, reuse_port: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then shut down without failing anyone.
 
@@ -157,7 +160,11 @@ async def serve(app: web.Application, settings: Settings, reuse_port: bool = Fal
         app, header_timeout_s=settings.header_timeout_s, access_log=None, shutdown_timeout=settings.drain_s
     )
     await runner.setup()
-    await web.TCPSite(runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None).start()
+    # A deep accept queue: after a pod drains, its clients reconnect to the others all at once.
+    site = web.TCPSite(
+        runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG
+    )
+    await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -5,6 +5,7 @@ import logging
 import orjson
 from aiohttp import web
 
+from api.conditional import encoded_response
 from api.errors import NotFound
 from api.keys import FEEDS, MENUS, SETTINGS
 from api.metrics import SSE_RESUMES
@@ -33,7 +34,9 @@ async def list_cities(request: web.Request) -> web.Response:
 async def get_menu(request: web.Request) -> web.Response:
     city = _city(request)
     menu = await request.app[MENUS].menu(city.code)
-    return web.Response(body=menu.body, content_type="application/json", headers={"ETag": f'"{menu.cursor}"'})
+    # Revalidated on every use: a client holding the current version gets a 304 and no body.
+    headers = {"Cache-Control": "no-cache"}
+    return encoded_response(request, menu.etag, menu.body, lambda: menu.gzipped, "application/json", headers)
 
 
 async def get_pricing(request: web.Request) -> web.Response:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from api.conditional import encoded_response
+
 UI_DIR = Path(__file__).resolve().parent / "ui"
 PAGES = {"customer": "customer.html", "admin": "admin.html"}
 _CONTENT_TYPES = {
@@ -68,14 +70,8 @@ def ui_bundle() -> UiBundle:
 
 
 def _respond(request: web.Request, file: UiFile, cache_control: str) -> web.Response:
-    headers = {**SECURITY_HEADERS, "Cache-Control": cache_control, "ETag": file.etag, "Vary": "Accept-Encoding"}
-    if file.etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    body = file.body
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = file.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers={**headers, "Content-Type": file.content_type})
+    headers = {**SECURITY_HEADERS, "Cache-Control": cache_control}
+    return encoded_response(request, file.etag, file.body, lambda: file.gzipped, file.content_type, headers)
 
 
 async def customer_page(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """Reading the menu read model from Redis: whole menus for snapshots, feed history for resumes."""
 
 import asyncio
+import gzip
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,10 +43,20 @@ def valid_entry_id(entry_id: str) -> bool:
     return parse_last_event_id(entry_id) is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Menu:
+    """A city's menu as of `cursor`, encoded once: every request and snapshot until the next change shares it."""
+
     cursor: str
     body: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.cursor}"'
+
+    @cached_property
+    def gzipped(self) -> bytes:
+        return gzip.compress(self.body, compresslevel=6, mtime=0)
 
 
 class MenuReader:

@@ -124,7 +124,8 @@ export function sleep(ms) {
 
 export async function loadCities(select, storageKey) {
   const cities = await api("/v1/cities");
-  select.replaceChildren(...cities.map((c) => el("option", { value: c.city, text: `${c.name} (${c.city})` })));
+  const label = (c) => `${c.name} (${c.city})${c.launching ? " — launching soon" : ""}`;
+  select.replaceChildren(...cities.map((c) => el("option", { value: c.city, text: label(c) })));
   const remembered = localStorage.getItem(storageKey);
   if (cities.some((c) => c.city === remembered)) select.value = remembered;
   return cities;

@@ -13,7 +13,8 @@
 # per-client limits answered 429 with Retry-After: FEASTFLOW_GATEWAY_STREAMS_PER_CLIENT (20 concurrent SSE
 # streams), FEASTFLOW_GATEWAY_READ_RATE (20 GET/s) and _READ_BURST (40), exempting the addresses or CIDRs in
 # FEASTFLOW_GATEWAY_EXEMPT (default 127.0.0.1: the local load tools; set it empty to limit everyone);
-# FEASTFLOW_GATEWAY_HEADER_TIMEOUT and _BODY_TIMEOUT (10 s each).
+# FEASTFLOW_GATEWAY_HEADER_TIMEOUT and _BODY_TIMEOUT (10 s each); FEASTFLOW_GATEWAY_WORKERS (8 nginx workers,
+# each with as many connections as the open-file hard limit allows: 8 x 19,744 here, for 50,000 streams).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -27,6 +28,12 @@ READ_RATE="${FEASTFLOW_GATEWAY_READ_RATE:-20}"
 READ_BURST="${FEASTFLOW_GATEWAY_READ_BURST:-40}"
 HEADER_TIMEOUT="${FEASTFLOW_GATEWAY_HEADER_TIMEOUT:-10}"
 BODY_TIMEOUT="${FEASTFLOW_GATEWAY_BODY_TIMEOUT:-10}"
+WORKERS="${FEASTFLOW_GATEWAY_WORKERS:-8}"
+WORKER_FILES="$(ulimit -Hn)"
+[[ $WORKER_FILES =~ ^[0-9]+$ ]] && (( WORKER_FILES <= 65536 )) || WORKER_FILES=65536
+# Each worker's connections (clients and pods) within its open-file limit, leaving room for logs and sockets.
+WORKER_CONNECTIONS=$(( WORKER_FILES - 256 ))
+BACKLOG="$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)"
 
 NGINX_DIR="$DATA_DIR/nginx"
 NGINX_CONF="$NGINX_DIR/nginx.conf"
@@ -37,15 +44,17 @@ NGINX_ERROR_LOG="$NGINX_DIR/logs/error.log"
 read -r -d '' NGINX_TEMPLATE <<'NGINX' || true
 # Rendered by deploy/local/gateway.sh; edits here are overwritten on the next `up`.
 @USER@
-worker_processes auto;
-worker_rlimit_nofile 16384;
+# Sized for 50,000 SSE streams on a small machine: a proxied stream holds two connections (client and pod), and
+# one process may hold at most 20,000 open files here, so the streams are spread over several workers.
+worker_processes @WORKERS@;
+worker_rlimit_nofile @WORKER_FILES@;
 pid @DIR@/nginx.pid;
 error_log @DIR@/logs/error.log warn;
 # Long-lived SSE streams would otherwise keep old workers alive for up to an hour after reload/quit.
 worker_shutdown_timeout 5s;
 
 events {
-    worker_connections 4096;
+    worker_connections @WORKER_CONNECTIONS@;
 }
 
 http {
@@ -111,7 +120,8 @@ http {
     }
 
     server {
-        listen 127.0.0.1:@PORT@;
+        # A reconnect storm (a drained pod's clients all at once) must wait in the queue, not be refused.
+        listen 127.0.0.1:@PORT@ backlog=@BACKLOG@;
         # Request-scoped error lines quote the request line, query string included: only critical ones here.
         error_log @DIR@/logs/error.log crit;
 
@@ -249,7 +259,7 @@ parse_limits() {
     for entry in "${EXEMPT_LIST[@]}"; do
         [[ $entry =~ ^[0-9a-fA-F:.]+(/[0-9]+)?$ ]] || die gateway "bad address '$entry' in FEASTFLOW_GATEWAY_EXEMPT"
     done
-    for name in STREAMS_PER_CLIENT READ_RATE READ_BURST HEADER_TIMEOUT BODY_TIMEOUT; do
+    for name in STREAMS_PER_CLIENT READ_RATE READ_BURST HEADER_TIMEOUT BODY_TIMEOUT WORKERS; do
         [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die gateway "FEASTFLOW_GATEWAY_${name} must be a positive whole number"
     done
 }
@@ -276,6 +286,10 @@ render_config() {
     conf="${conf//@READ_BURST@/$READ_BURST}"
     conf="${conf//@HEADER_TIMEOUT@/$HEADER_TIMEOUT}"
     conf="${conf//@BODY_TIMEOUT@/$BODY_TIMEOUT}"
+    conf="${conf//@WORKERS@/$WORKERS}"
+    conf="${conf//@WORKER_FILES@/$WORKER_FILES}"
+    conf="${conf//@WORKER_CONNECTIONS@/$WORKER_CONNECTIONS}"
+    conf="${conf//@BACKLOG@/$BACKLOG}"
     printf '%s\n' "$conf"
 }
 

@@ -233,3 +233,21 @@ async def test_a_dead_upstream_is_a_json_503_with_retry_after(tmp_path: Path, ht
                 assert (response.status, error and error["code"]) == (503, "unavailable")
     finally:
         dead.run("down")
+
+
+def test_the_gateway_has_room_for_50000_streams_within_the_open_file_limit(tmp_path: Path) -> None:
+    """A proxied stream holds two connections (client and pod); no nginx worker may need more files than one
+    process can open (the hard limit)."""
+    env = {**os.environ, "FEASTFLOW_DATA": str(tmp_path), "FEASTFLOW_API_PORTS": "8081 8082"}
+    config = subprocess.run(["bash", str(GATEWAY_SH), "render"], env=env, check=True, capture_output=True, text=True)
+    directives = dict(
+        line.strip().rstrip(";").split(None, 1)
+        for line in config.stdout.splitlines()
+        if line.strip().startswith(("worker_processes", "worker_rlimit_nofile", "worker_connections"))
+    )
+    workers, files = int(directives["worker_processes"]), int(directives["worker_rlimit_nofile"])
+    connections = int(directives["worker_connections"])
+    hard_limit = int(subprocess.run(["bash", "-c", "ulimit -Hn"], check=True, capture_output=True, text=True).stdout)
+    assert files <= hard_limit and connections < files
+    assert workers * connections // 2 >= 50_000
+    assert "backlog=" in config.stdout

@@ -221,3 +221,20 @@ async def test_writes_beyond_the_rate_limit_get_429_with_retry_after(stack: Stac
     finally:
         pod.terminate()
         stack.apis.remove(pod)
+
+
+async def test_a_menu_read_again_is_a_304_until_it_changes_and_comes_gzipped_to_clients_that_accept_it(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    url = f"{stack.api_url(0)}/v1/cities/ams/menu"
+    async with http.get(url, headers={"Accept-Encoding": "identity"}) as response:
+        assert response.status == 200 and "Content-Encoding" not in response.headers
+        etag, plain = response.headers["ETag"], await response.read()
+    async with http.get(url, headers={"If-None-Match": etag}) as response:
+        assert response.status == 304 and await response.read() == b""
+    async with http.get(url, headers={"Accept-Encoding": "gzip"}) as response:  # aiohttp inflates it
+        assert response.headers["Content-Encoding"] == "gzip" and await response.read() == plain
+    await wait_applied(stack, await publish(stack, http, price_set("ams", "pizza", "pizza-1", 1234)))
+    async with http.get(url, headers={"If-None-Match": etag}) as response:
+        assert response.status == 200 and response.headers["ETag"] != etag
+        assert items_by_id(await response.json())["pizza-1"]["price_cents"] == 1234

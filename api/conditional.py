@@ -1,0 +1,24 @@
+"""Answers for bodies encoded once and served many times: a 304 when the client has this version (its
+`If-None-Match` names the ETag), the gzipped bytes when it accepts gzip, the plain bytes otherwise."""
+
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+
+def encoded_response(
+    request: web.Request,
+    etag: str,
+    body: bytes,
+    gzipped: Callable[[], bytes],
+    content_type: str,
+    headers: Mapping[str, str],
+) -> web.Response:
+    """`gzipped` is called only for a client that accepts gzip (the caller caches what it returns)."""
+    sent = {**headers, "ETag": etag, "Vary": "Accept-Encoding"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=sent)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzipped()
+        sent["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers={**sent, "Content-Type": content_type})
