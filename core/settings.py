@@ -62,7 +62,9 @@ class Settings:
     redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis: projections, change feeds, event status")
     pg_dsn: str = setting(DEFAULT_PG_DSN, "PostgreSQL (libpq DSN): audit trail and orders")
     cities: tuple[City, ...] = setting(
-        DEFAULT_CITIES, "cities served, `code:Name:CUR,...`; one city is one ordered log", read=_cities
+        DEFAULT_CITIES,
+        "cities served, `code:Name:CUR[:launching],...` (launching: listed, no menu yet); one city is one log",
+        read=_cities,
     )
     partitions: int = setting(6, "partitions of every topic (`feastflow topics`)")
     replication_factor: int = setting(1, "replication factor of every topic")

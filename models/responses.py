@@ -21,6 +21,7 @@ class CityInfo(TypedDict):
     city: str
     name: str
     currency: str
+    launching: bool  # listed before it has a menu
 
 
 class MenuItem(TypedDict):

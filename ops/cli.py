@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply PostgreSQL migrations (idempotent)")
     seed = commands.add_parser("seed", help="publish demo data through the admin API")
     seed.add_argument("--url", default="http://127.0.0.1:8080")
-    seed.add_argument("--cities", default="blr,mum,del")
+    seed.add_argument("--cities", default=None, help="comma-separated (default: every city served but launching ones)")
     seed.add_argument("--force", action="store_true", help="publish even if the catalog log has events")
     roll = commands.add_parser("rollout", help="rolling deploy of the local stack (API pods, then the worker)")
     version = roll.add_mutually_exclusive_group()
@@ -130,14 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "seed":
         from core.tokens import Role, issue_token
         from ops.create_topics import catalog_has_events
-        from ops.seed import SeedPlan
+        from ops.seed import SeedPlan, demo_cities
         from ops.seed import seed as run_seed
 
         if asyncio.run(catalog_has_events(settings)) and not args.force:
             print("seeded: nothing (the catalog log already has events; --force to publish the demo again)")
             return 0
         token_value = issue_token(settings.jwt_secret, Role.ADMIN, "seed")
-        published = asyncio.run(run_seed(args.url, token_value, SeedPlan(tuple(args.cities.split(",")))))
+        cities = tuple(args.cities.split(",")) if args.cities else demo_cities(settings.cities)
+        published = asyncio.run(run_seed(args.url, token_value, SeedPlan(cities)))
         print(f"seeded: {published}")
         return 0
     if args.command in ("rollout", "rollback"):

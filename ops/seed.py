@@ -7,6 +7,8 @@ from typing import Any
 
 import aiohttp
 
+from models.cities import City
+
 logger = logging.getLogger(__name__)
 
 CUISINES = {
@@ -59,6 +61,11 @@ def city_batches(city: str, plan: SeedPlan) -> list[list[dict[str, Any]]]:
             )
         batches.append(events)
     return batches
+
+
+def demo_cities(cities: tuple[City, ...]) -> tuple[str, ...]:
+    """The cities the demo gives a menu: every city served but those marked launching."""
+    return tuple(city.code for city in cities if not city.launching)
 
 
 async def seed(base_url: str, admin_token: str, plan: SeedPlan) -> dict[str, int]:

@@ -10,6 +10,7 @@ import pytest
 from core.settings import REPO_ROOT, InvalidSetting, Settings, Variable, as_text, markdown_table, variables
 from models.cities import City
 from ops.cli import main
+from ops.seed import demo_cities
 
 README = REPO_ROOT / "README.md"
 
@@ -68,6 +69,7 @@ def test_each_variable_sets_its_setting_and_only_that(variable: Variable, tmp_pa
         ("FEASTFLOW_SSE_PING_S", "soon"),
         ("FEASTFLOW_STATIC_MEMBERSHIP", "yes"),
         ("FEASTFLOW_CITIES", "blr:Bengaluru"),
+        ("FEASTFLOW_CITIES", "blr:Bengaluru:INR:soon"),
     ],
 )
 def test_a_value_that_cannot_be_read_names_its_variable(name: str, text: str) -> None:
@@ -81,6 +83,16 @@ def test_a_bad_value_stops_the_command_at_start(
     monkeypatch.setenv("FEASTFLOW_PARTITIONS", "abc")
     assert main(["releases"]) == 2
     assert "FEASTFLOW_PARTITIONS='abc'" in capsys.readouterr().err
+
+
+def test_the_demo_serves_32_cities_with_menus_and_a_city_can_be_listed_as_launching() -> None:
+    defaults = Settings.from_env({})
+    assert len(defaults.cities) == 32 and not any(city.launching for city in defaults.cities)
+    assert len(set(defaults.city_codes)) == 32
+    listed = Settings.from_env({"FEASTFLOW_CITIES": "blr:Bengaluru:INR,oslo:Oslo:NOK:launching"}).cities
+    assert listed == (City("blr", "Bengaluru", "INR"), City("oslo", "Oslo", "NOK", launching=True))
+    assert listed[1].as_json() == {"city": "oslo", "name": "Oslo", "currency": "NOK", "launching": True}
+    assert demo_cities(listed) == ("blr",) and demo_cities(defaults.cities) == defaults.city_codes
 
 
 def test_static_membership_is_on_only_for_1() -> None:
