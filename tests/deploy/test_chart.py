@@ -190,6 +190,19 @@ def test_the_api_autoscales_and_leaves_replicas_to_the_autoscaler(env: Rendered)
     assert hpa["spec"]["scaleTargetRef"]["name"] == api["metadata"]["name"]
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     assert "replicas" not in api["spec"]
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert metrics["Resource"]["resource"]["name"] == "cpu"
+    streams = metrics["Pods"]["pods"]
+    assert streams["metric"]["name"] == "feastflow_api_sse_clients"
+    assert 0 < int(streams["target"]["averageValue"]) <= 20_000  # one process holds at most 20,000 files
+
+
+def test_the_metric_the_autoscaler_scales_on_is_one_the_adapter_rules_serve(env: Rendered) -> None:
+    (hpa,) = env.of_kind("HorizontalPodAutoscaler")
+    wanted = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    rules = yaml.safe_load((CHART.parents[1] / "prometheus" / "adapter-rules.yaml").read_text())
+    served = {rule["name"]["as"] for rule in rules["rules"]["custom"]}
+    assert wanted <= served
 
 
 def test_migrations_run_as_a_hook_before_install_and_upgrade(env: Rendered) -> None:
@@ -314,3 +327,11 @@ def test_a_one_pod_worker_hands_over_to_each_revision_and_a_bigger_one_rebalance
     variables = {v["name"]: v.get("value") for v in container["env"]}
     assert variables["FEASTFLOW_WORKER_HANDOVER"] == "0" and "FEASTFLOW_WORKER_GENERATION" not in variables
     assert variables["FEASTFLOW_STATIC_MEMBERSHIP"] == "0"  # several pods: a rolled one leaves its group at once
+
+
+def test_the_ingress_controller_has_room_for_50000_streams_with_one_pod_lost() -> None:
+    values = yaml.safe_load((CHART.parent / "ingress-nginx-values.yaml").read_text())["controller"]
+    config = values["config"]
+    per_pod = int(config["worker-processes"]) * int(config["max-worker-connections"])
+    assert (values["replicaCount"] - 1) * per_pod >= 2 * 50_000  # two connections per proxied stream
+    assert int(config["max-worker-open-files"]) > int(config["max-worker-connections"])
