@@ -9,7 +9,7 @@ from api.conditional import encoded_response
 from api.errors import NotFound
 from api.keys import FEEDS, MENUS, SETTINGS
 from api.metrics import SSE_RESUMES
-from api.readmodel import FeedEntry, stream_order
+from api.readmodel import stream_order
 from api.streaming import stream_to_client
 from models.cities import City
 
@@ -58,10 +58,6 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
             if history is not None:
                 # The client has everything up to its id; a feed reader behind it must not send that again.
                 subscriber.last_order = stream_order(last_event_id)
-        if history is None:
-            menu = await menus.menu(city.code)
-            initial = [FeedEntry(menu.cursor, "snapshot", menu.body.decode())]
-        else:
-            initial = history
+        initial = [(await menus.menu(city.code)).snapshot] if history is None else history
         SSE_RESUMES.labels(kind="menu", outcome="snapshot" if history is None else "history").inc()
         return await stream_to_client(request, subscriber, initial, kind="menu")

@@ -55,6 +55,12 @@ class Menu:
         return f'"{self.cursor}"'
 
     @cached_property
+    def snapshot(self) -> "FeedEntry":
+        """The SSE `snapshot` event of this menu, framed once for every client that starts from it (a storm of
+        reconnecting clients would otherwise frame the same ~80 KB once each)."""
+        return FeedEntry(self.cursor, "snapshot", self.body.decode())
+
+    @cached_property
     def gzipped(self) -> bytes:
         return gzip.compress(self.body, compresslevel=6, mtime=0)
 
