@@ -58,7 +58,14 @@ async def prepare(session: aiohttp.ClientSession, gateway: str, headers: dict[st
     ]
     async with session.post(f"{gateway}/v1/admin/events", json={"events": events}, headers=headers) as response:
         response.raise_for_status()
-    await asyncio.sleep(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the menu has the restaurant, so that every change applies
+        async with session.get(f"{gateway}/v1/cities/{CITY}/menu") as response:
+            menu = await response.json() if response.status == 200 else {}
+        if any(r["restaurant_id"] == RESTAURANT and len(r["items"]) == ITEMS for r in menu.get("restaurants", ())):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the benchmark's restaurant did not reach the {CITY} menu within 30 s")
 
 
 async def counted_drop(client: Any, results: Results, stop: asyncio.Event, *args: Any) -> None:

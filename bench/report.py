@@ -14,9 +14,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report_result(kind: str, report: dict[str, Any], rows: list[tuple[str, str]]) -> Path:
-    """Print the result's table and write it, with the raw report, under docs/benchmarks/."""
+def report_result(kind: str, report: dict[str, Any], rows: list[tuple[str, str]], module: str | None = None) -> Path:
+    """Print the result's table and write it, with the raw report, under docs/benchmarks/ as KIND (a benchmark
+    with several sizes names each result apart from its module)."""
     table = markdown_table(("metric", "value"), rows)
     print(table)
-    command = " ".join([f".venv/bin/python -m bench.{kind}", *sys.argv[1:]])
+    command = " ".join([f".venv/bin/python -m bench.{module or kind}", *sys.argv[1:]])
     return publish(kind, command, report, table)

@@ -257,6 +257,10 @@ class CountingStream(asyncio.Protocol):
                 self.close()
                 return
             self.connected.set()
+        self.body_received(data)
+
+    def body_received(self, data: bytes) -> None:
+        """The stream's bytes after the response head."""
         self.counted += self._counter.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,291 @@
+"""Benchmark: taking in N SSE clients at once through the gateway, then fanning changes out to all of them.
+
+Runs against the local stack (`make run`). The clients live in several processes (one process may hold at most
+20,000 open files here; each raises its limit to the hard one), and all of them connect at the same moment: a
+connection storm, as after a pod drains. Then admin price changes go out at a fixed rate through the gateway;
+a few probe clients per process time every change from just before its POST, the others count what arrives.
+
+    .venv/bin/python -m bench.fanout [--clients 1000] [--rate 50] [--duration 30] [--processes 0 (auto)]
+
+It prints a table and writes docs/benchmarks/fanout-<N>k.{json,md}: clients connected and failed, time to the first
+event (the snapshot) p50/p99, deliveries per second, change latency p50/p95/p99/max, events missing, and the
+API pods' memory per connection (their resident memory after the clients connected, less before, per client;
+meaningful on freshly started pods only, as Python keeps memory it once took).
+"""
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.latency import CITY, PRICE_BASE, prepare, publish_changes
+from bench.latency import Results as SendResults
+from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
+from bench.report import percentile, report_result
+from core.settings import Settings
+from core.tokens import Role, issue_token
+from ops.sse_client import CountingStream, EventStreamParser, stream_request
+from ops.stack import LocalStack
+
+CLIENTS_PER_PROCESS = 8_000  # with the probes' and the loop's own files, well inside 20,000
+PROBES_PER_PROCESS = 10
+CONNECT_TIMEOUT_S = 120.0
+DELIVERY_TIMEOUT_S = 30.0  # after the last change is sent, for every client to have every change
+
+
+class TimedStream(CountingStream):
+    """A counting client that also notes when its first event arrived, and, as a probe, every change it gets."""
+
+    def __init__(self, request: bytes, probe: bool) -> None:
+        super().__init__(request, "item", asyncio.Event())
+        self.started = time.monotonic()
+        self.first_event_s: float | None = None
+        self.first_event = asyncio.Event()
+        self.parser = EventStreamParser() if probe else None
+        self.changes: list[tuple[int, float]] = []  # (change number, received at), probes only
+
+    def body_received(self, data: bytes) -> None:
+        super().body_received(data)
+        if self.first_event_s is None and b"\n\n" in data:
+            self.first_event_s = time.monotonic() - self.started
+            self.first_event.set()
+        if self.parser is not None:
+            now = time.monotonic()
+            for event in self.parser.feed(data, now):
+                if event.type == "item":
+                    self.changes.append((event.json()["base_price_cents"] - PRICE_BASE, now))
+
+
+@dataclass
+class ProcessResult:
+    connected: int = 0
+    failed: int = 0
+    first_event_s: list[float] = field(default_factory=list)
+    counted: list[int] = field(default_factory=list)  # item events per counting client
+    probe_changes: list[list[tuple[int, float]]] = field(default_factory=list)
+    dropped: int = 0  # streams that ended before the run did
+    failures: dict[str, int] = field(default_factory=dict)  # why clients did not get their first event
+
+
+def client_process(url: str, clients: int, probes: int, pipe: Connection) -> None:
+    """One process of clients: connect them all when told, report, hold them until told to stop, report."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(_clients(url, clients, probes, pipe))
+
+
+async def _clients(url: str, clients: int, probes: int, pipe: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    host, port, request = stream_request(url)
+    # HTTP/1.0: the stream comes as it is, without chunk headers that a probe's parser would have to strip.
+    request = request.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    streams = [TimedStream(request, probe=n < probes) for n in range(clients)]
+    result = ProcessResult()
+    await loop.run_in_executor(None, pipe.recv)  # go
+
+    async def connect(stream: TimedStream) -> None:
+        stream.started = time.monotonic()
+        why = "no first event within the timeout"
+        try:
+            await loop.create_connection(lambda: stream, host, port)
+            first, closed = (
+                asyncio.ensure_future(stream.first_event.wait()),
+                asyncio.ensure_future(stream.closed.wait()),
+            )
+            await asyncio.wait((first, closed), timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (first, closed):
+                waiter.cancel()
+            if stream.status not in (None, b"200"):
+                why = f"HTTP {stream.status!r}"
+            elif stream.closed.is_set():
+                why = "closed before its first event"
+        except OSError as exc:
+            why = type(exc).__name__
+        if stream.first_event_s is None:
+            result.failed += 1
+            result.failures[why] = result.failures.get(why, 0) + 1
+            stream.close()
+        else:
+            result.connected += 1
+
+    await asyncio.gather(*(connect(stream) for stream in streams))
+    result.first_event_s = [s.first_event_s for s in streams if s.first_event_s is not None]
+    pipe.send(("connected", result.connected, result.failed, result.failures))
+    changes = await loop.run_in_executor(None, pipe.recv)  # stop, once every one of `changes` had time to arrive
+    live = [s for s in streams if s.status == b"200"]
+    for _ in range(int(DELIVERY_TIMEOUT_S / 0.1)):
+        if all(s.counted >= changes or s.closed.is_set() for s in live):
+            break
+        await asyncio.sleep(0.1)
+    result.dropped = sum(1 for s in live if s.closed.is_set())
+    result.counted = [s.counted for s in live if s.parser is None]
+    result.probe_changes = [s.changes for s in live if s.parser is not None]
+    for stream in streams:
+        stream.close()
+    pipe.send(("done", result))
+
+
+def pods_rss_bytes(stack: LocalStack) -> int:
+    """Resident memory of every API pod process, the processes each pod runs (FEASTFLOW_API_PROCESSES) included."""
+    total = 0
+    for unit in stack.api_units():
+        for pid in [unit.pid, *_children(unit.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            total += kib * 1024
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.from_env()
+    stack = LocalStack(settings)
+    headers = {"Authorization": f"Bearer {issue_token(settings.jwt_secret, Role.ADMIN, 'bench')}"}
+    async with aiohttp.ClientSession() as session:
+        await prepare(session, args.gateway, headers)
+    processes = args.processes or max(1, math.ceil(args.clients / CLIENTS_PER_PROCESS))
+    shares = [args.clients // processes + (1 if n < args.clients % processes else 0) for n in range(processes)]
+    url = f"{args.gateway}/v1/cities/{CITY}/menu/stream"
+    context = multiprocessing.get_context("spawn")
+    pipes, children = [], []
+    for share in shares:
+        mine, theirs = context.Pipe()
+        child = context.Process(target=client_process, args=(url, share, min(PROBES_PER_PROCESS, share), theirs))
+        child.start()
+        pipes.append(mine)
+        children.append(child)
+    rss_before = pods_rss_bytes(stack)
+    storm_started = time.monotonic()
+    for pipe in pipes:
+        pipe.send("go")
+    connected = failed = 0
+    failures: dict[str, int] = {}
+    for pipe in pipes:
+        _, ok, bad, reasons = await asyncio.to_thread(pipe.recv)
+        connected, failed = connected + ok, failed + bad
+        for why, count in reasons.items():
+            failures[why] = failures.get(why, 0) + count
+    storm_s = time.monotonic() - storm_started
+    await asyncio.sleep(2)  # the pods settle (buffers handed back) before their memory is read
+    rss_after = pods_rss_bytes(stack)
+    sent = SendResults()
+    before, started = cpu_times(), time.perf_counter()
+    changes = await publish_changes(args.gateway, headers, args.rate, args.duration, sent)
+    results: list[ProcessResult] = []
+    for pipe in pipes:
+        pipe.send(changes - sent.post_failures)
+    for pipe in pipes:
+        _, result = await asyncio.to_thread(pipe.recv)
+        results.append(result)
+    load = load_between(before, cpu_times(), time.perf_counter() - started)
+    for child in children:
+        child.join(timeout=30)
+    first = [s for r in results for s in r.first_event_s]
+    latencies = [
+        received - sent.sent_at[n]
+        for r in results
+        for probe in r.probe_changes
+        for n, received in probe
+        if n in sent.sent_at
+    ]
+    clients_counted = sum(len(r.counted) + len(r.probe_changes) for r in results)
+    delivered = sum(sum(r.counted) + sum(len(p) for p in r.probe_changes) for r in results)
+    expected = (changes - sent.post_failures) * clients_counted
+    return {
+        "clients": args.clients,
+        "processes": processes,
+        "gateway": args.gateway,
+        "connected": connected,
+        "failed": failed,
+        "failures": failures,
+        "storm_s": storm_s,
+        "first_event_s": {
+            "p50": percentile(first, 0.5),
+            "p99": percentile(first, 0.99),
+            "max": max(first, default=float("nan")),
+        },
+        "rate_per_s": args.rate,
+        "duration_s": args.duration,
+        "changes_sent": changes,
+        "post_failures": sent.post_failures,
+        "deliveries_per_s": delivered / args.duration,
+        "missing": expected - delivered,
+        "dropped": sum(r.dropped for r in results),
+        "latency_ms": {q: percentile(latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+        | {"max": max(latencies, default=float("nan")) * 1000},
+        "pods_rss_bytes": {"before": rss_before, "after": rss_after},
+        "bytes_per_connection": (rss_after - rss_before) / connected if connected else float("nan"),
+        "machine_load": load,
+        "not_comparable": problems(sent=changes, asked_rate=args.rate, duration_s=args.duration, load=load),
+    }
+
+
+def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    first, lat = report["first_event_s"], report["latency_ms"]
+    return [
+        (
+            "SSE clients (processes)",
+            f"{report['clients']} ({report['processes']}), all at once via {report['gateway']}",
+        ),
+        ("connected / failed", f"{report['connected']} / {report['failed']} in {report['storm_s']:.1f} s"),
+        ("why clients failed", ", ".join(f"{why}: {n}" for why, n in sorted(report["failures"].items())) or "-"),
+        ("time to first event p50 / p99 / max", f"{first['p50']:.2f} / {first['p99']:.2f} / {first['max']:.2f} s"),
+        (
+            "admin changes sent",
+            f"{report['changes_sent']} in {report['duration_s']:g} s ({report['rate_per_s']:g}/s asked),"
+            f" {report['post_failures']} failed",
+        ),
+        ("deliveries/s", f"{report['deliveries_per_s']:,.0f}"),
+        ("events missing / streams dropped", f"{report['missing']} / {report['dropped']}"),
+        (
+            "change -> SSE p50 / p95 / p99 / max",
+            f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} ms",
+        ),
+        (
+            "API pods' memory per connection",
+            f"{report['bytes_per_connection'] / 1024:.1f} KB ({report['pods_rss_bytes']['before'] / 2**20:.0f}"
+            f" -> {report['pods_rss_bytes']['after'] / 2**20:.0f} MB)",
+        ),
+        *machine_rows(report["machine_load"]),
+        verdict_row(report["not_comparable"]),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=0, help=f"client processes (0: one per {CLIENTS_PER_PROCESS})")
+    parser.add_argument("--rate", type=float, default=50.0, help="admin changes per second")
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"
+    print(f"\n(written to {report_result(kind, report, report_rows(report), module='fanout')})")
+    for problem in report["not_comparable"]:
+        print(f"warning: not comparable: {problem}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

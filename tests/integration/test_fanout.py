@@ -1,0 +1,16 @@
+"""The fan-out benchmark's small version on the local stack `make test` starts: a storm of a few hundred SSE
+clients through the gateway all connect, get their first event, and then every change, with none missing."""
+
+import argparse
+
+from bench.fanout import run
+
+
+async def test_a_storm_of_clients_through_the_gateway_all_connect_and_get_every_change() -> None:
+    args = argparse.Namespace(clients=300, processes=2, rate=10.0, duration=5.0, gateway="http://127.0.0.1:8080")
+    report = await run(args)
+    assert (report["connected"], report["failed"]) == (300, 0), report
+    assert report["changes_sent"] >= 45 and report["post_failures"] == 0, report
+    assert (report["missing"], report["dropped"]) == (0, 0), report
+    assert report["first_event_s"]["max"] < 20, report
+    assert report["latency_ms"]["p50"] < 1000, report  # a sanity bound: the benchmark measures the real numbers
