@@ -176,12 +176,17 @@ async def _forget(stack: LocalStack, generation: str) -> None:
 
 
 async def _released_lanes(unit: Unit) -> bool:
-    """Whether the worker on `unit` handed any lane over (it then no longer writes for it)."""
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-        session.get(f"http://127.0.0.1:{unit.port}/feastflow/handover/") as response,
-    ):
-        document = await response.json(content_type=None)
+    """Whether the worker on `unit` handed any lane over (it then no longer writes for it). A worker that does
+    not answer cannot take anything back: False, and the rollout goes on to stop the successor."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"http://127.0.0.1:{unit.port}/feastflow/handover/") as response,
+        ):
+            document = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        logger.warning("worker %s did not say which lanes it holds: %r", unit.name, exc)
+        return False
     return bool(len(document["lanes_held"]) < document["lanes"])
 
 
