@@ -6,6 +6,17 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 
+def accepts_gzip(request: web.Request) -> bool:
+    """Whether the client's Accept-Encoding takes gzip: named (or `*`) and not refused with `q=0`."""
+    offered: dict[str, bool] = {}
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        refused = any(param.replace(" ", "") in {"q=0", "q=0.0", "q=0.00", "q=0.000"} for param in params)
+        if coding:
+            offered[coding.lower()] = not refused
+    return offered.get("gzip", offered.get("x-gzip", offered.get("*", False)))
+
+
 def encoded_response(
     request: web.Request,
     etag: str,
@@ -18,7 +29,7 @@ def encoded_response(
     sent = {**headers, "ETag": etag, "Vary": "Accept-Encoding"}
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=sent)
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
+    if accepts_gzip(request):
         body = gzipped()
         sent["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers={**sent, "Content-Type": content_type})

@@ -17,13 +17,15 @@ from prometheus_client.metrics import Counter
 from redis.asyncio import Redis
 
 from api.errors import Unavailable
+from api.gzip_stream import GzipFraming, deflate_piece
 from api.metrics import SSE_EVENTS_SENT
-from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, to_entry
+from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, stream_order, to_entry
 from api.stream_follow import RawEntries, follow_stream
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 5.0  # a stream waits this long for a feed reader to find its position, then answers 503
+SETTLE_STEP_S = 0.002  # how often a feed looks again whether its clients' earlier writes have gone out
 
 
 async def until_started(started: asyncio.Event) -> None:
@@ -64,6 +66,15 @@ class Delivery:
     def newest(self) -> tuple[int, int]:
         return self.entries[-1].order
 
+    @functools.cached_property
+    def deflated(self) -> bytes:
+        """The body as a piece of a gzip stream, made once on the first gzip client's use."""
+        return deflate_piece(self.body)
+
+    @functools.cached_property
+    def chunked_deflated(self) -> bytes:
+        return chunk(self.deflated, chunked=True)
+
 
 @dataclass(eq=False)
 class Subscriber:
@@ -76,6 +87,7 @@ class Subscriber:
     pending_bytes: int = 0
     transport: asyncio.WriteTransport | None = None
     chunked: bool = True
+    gzip: GzipFraming | None = None  # the client's gzip stream, when it takes one
     last_order: tuple[int, int] = (-1, -1)
     overflowed: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,7 +104,7 @@ class Subscriber:
         if delivery.newest <= self.last_order:
             return
         if delivery.entries[0].order > self.last_order:
-            self.transport.write(delivery.chunked_body if self.chunked else delivery.body)
+            self.transport.write(self._shared_bytes(delivery))
         else:  # rare: the batch straddles what this client already has
             self._write([e for e in delivery.entries if e.order > self.last_order])
         self.last_order = delivery.newest
@@ -100,9 +112,19 @@ class Subscriber:
         if self.transport.get_write_buffer_size() > self.max_pending_bytes:
             self._overflow()
 
-    def go_live(self, transport: asyncio.WriteTransport, chunked: bool) -> None:
+    def unsent(self) -> bool:
+        """Whether bytes written to this live client are still waiting for its socket to take them."""
+        return (
+            self.transport is not None
+            and not self.overflowed
+            and not self.transport.is_closing()
+            and self.transport.get_write_buffer_size() > 0
+        )
+
+    def go_live(self, transport: asyncio.WriteTransport, chunked: bool, gzip: GzipFraming | None = None) -> None:
         """Called once the initial data is written; no await between flushing and going live."""
         self.chunked = chunked
+        self.gzip = gzip
         self.transport = transport
         # Newer than everything before it, as deliver() does once live: a batch the feed read again is in here
         # twice, and after a rebuild the feed's snapshot (at the menu's cursor) comes before changes it includes.
@@ -116,9 +138,17 @@ class Subscriber:
             self.last_order = fresh[-1].order
             events_sent(self.kind).inc(len(fresh))
 
+    def _shared_bytes(self, delivery: Delivery) -> bytes:
+        """The delivery's bytes as built once for every client of this kind (plain or gzip, chunked or not)."""
+        if self.gzip is None:
+            return delivery.chunked_body if self.chunked else delivery.body
+        self.gzip.piece(delivery.body, delivery.deflated)
+        return delivery.chunked_deflated if self.chunked else delivery.deflated
+
     def _write(self, entries: list[FeedEntry]) -> None:
         assert self.transport is not None
-        self.transport.write(chunk(b"".join(entry.frame for entry in entries), self.chunked))
+        body = b"".join(entry.frame for entry in entries)
+        self.transport.write(chunk(body if self.gzip is None else self.gzip.piece(body), self.chunked))
 
     def _overflow(self) -> None:
         self.overflowed = True
@@ -134,6 +164,11 @@ class CityFeed:
     max_pending_bytes: int
     coalesce_s: float
     subscribers: set[Subscriber] = field(default_factory=set)
+    behind: set[Subscriber] = field(default_factory=set)  # clients the last delivery could not go out to at once
+    # Where the feed is: every entry up to here was handed out already or came before its start, and a client
+    # subscribing now gets every entry after it; so a menu reflecting `position` is a complete start for that
+    # client (MenuReader.menu's `covering`). None until the feed knows its start.
+    position: tuple[int, int] | None = None
     task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -156,13 +191,29 @@ class CityFeed:
         await follow_stream(
             self.redis,
             self.reader.keys(self.city).feed,
-            functools.partial(self.reader.cursor, self.city),
+            self._start_position,
             self._publish,
             self.started,
             f"feed of {self.city}",
-            # Let the next few changes gather so each client gets them in one write.
-            pause_after_read_s=self.coalesce_s,
+            settle=self._settle,
         )
+
+    async def _start_position(self) -> str:
+        cursor = await self.reader.cursor(self.city)
+        self.position = None if cursor == NO_CURSOR else stream_order(cursor)
+        return cursor
+
+    async def _settle(self) -> None:
+        """Coalesce only while a write is still pending: when every client's socket took the last delivery at
+        once, the next change is read and sent at once too. While some client's earlier bytes are still waiting
+        (a slow reader, or a pod busy writing to thousands), the feed waits for them, at most `coalesce_s`, and the
+        changes arriving meanwhile go out together in one write instead of one write each."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.coalesce_s
+        while self.behind and loop.time() < deadline:
+            await asyncio.sleep(SETTLE_STEP_S)
+            self.behind = {subscriber for subscriber in self.behind if subscriber.unsent()}
+        self.behind = set()
 
     async def _publish(self, raw_entries: RawEntries) -> None:
         batch: list[FeedEntry] = []
@@ -182,12 +233,16 @@ class CityFeed:
         if not entries:
             return
         delivery = Delivery(entries)
+        self.position = delivery.newest
         for subscriber in tuple(self.subscribers):
             try:
                 subscriber.deliver(delivery)
             except Exception:  # one broken connection never stops the broadcast
                 logger.exception("dropping a subscriber of %s", self.city)
                 subscriber._overflow()
+                continue
+            if subscriber.unsent():
+                self.behind.add(subscriber)
 
 
 class FeedHub:

@@ -50,7 +50,8 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     menus = app[MENUS]
-    async with app[FEEDS].city(city.code).subscribe() as subscriber:
+    feed = app[FEEDS].city(city.code)
+    async with feed.subscribe() as subscriber:
         # Subscribed first, read second: anything newer than what we read is already buffered for us.
         history = None
         if last_event_id:
@@ -58,6 +59,7 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
             if history is not None:
                 # The client has everything up to its id; a feed reader behind it must not send that again.
                 subscriber.last_order = stream_order(last_event_id)
-        initial = [(await menus.menu(city.code)).snapshot] if history is None else history
+        # A menu in memory that covers where the feed is needs no Redis round trip: a storm costs Redis nothing.
+        initial = history if history is not None else [(await menus.menu(city.code, covering=feed.position)).snapshot]
         SSE_RESUMES.labels(kind="menu", outcome="snapshot" if history is None else "history").inc()
         return await stream_to_client(request, subscriber, initial, kind="menu")

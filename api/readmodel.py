@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from api.gzip_stream import deflate_piece
 from api.sse import encode_frame, parse_last_event_id
 from core.redis_keys import CityKeys, city_keys
 
@@ -32,6 +33,11 @@ class FeedEntry:
     @cached_property
     def frame(self) -> bytes:
         return encode_frame(self.id, self.type, self.data)
+
+    @cached_property
+    def deflated_frame(self) -> bytes:
+        """The frame as a piece of a gzip stream (api.gzip_stream), compressed once for every client."""
+        return deflate_piece(self.frame)
 
 
 def stream_order(entry_id: str) -> tuple[int, int]:
@@ -79,15 +85,21 @@ class MenuReader:
         raw = await self._redis.hget(self.keys(city).meta, "cursor")
         return as_text(raw) or NO_CURSOR
 
-    async def menu(self, city: str) -> Menu:
+    async def menu(self, city: str, covering: tuple[int, int] | None = None) -> Menu:
         """The whole menu with the cursor it reflects, read in one transaction so the two agree.
 
         Served from memory while the cursor has not moved; concurrent misses for a city share one read,
         but only a read that began after this call did: an SSE client subscribes before asking, and a read
         begun earlier could miss a change its subscription did not see either.
+
+        `covering`, from an SSE client's feed: the newest change the feed handed out before the client
+        subscribed. A menu in memory that already reflects it is all that client needs (every later change
+        reaches it through the feed), so a storm of clients joining the feed costs Redis nothing.
         """
         asked_at = time.monotonic()
         cached = self._cache.get(city)
+        if cached is not None and covering is not None and stream_order(cached.cursor) >= covering:
+            return cached
         if cached is not None and cached.cursor == await self.cursor(city):
             return cached
         while True:

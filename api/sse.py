@@ -8,12 +8,50 @@ to every client (api.feed). Connection set-up, headers, heartbeats and stop_stre
 import asyncio
 import contextlib
 import re
+from typing import Any
 
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
+
+from api.gzip_stream import GZIP_HEADER, GzipFraming
 
 SEPARATOR = "\n"
 RECONNECT_EVENT = "reconnect"
 RECONNECT_HINT_MS = 500  # how soon a client told to reconnect (pod draining, or fell behind) comes back
+
+
+class GzipEventSourceResponse(EventSourceResponse):
+    """An event stream sent gzipped (api.gzip_stream): everything written through it, heartbeats and the
+    `reconnect` event included, is compressed piece by piece; the feed writes its shared compressed pieces
+    straight to the transport and accounts for them in `framing`; the trailer goes out with the end."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.headers["Content-Encoding"] = "gzip"
+        self.framing = GzipFraming()
+        self._gzip_started = False
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if not self._gzip_started:
+            self._gzip_started = True
+            await super().write(GZIP_HEADER)
+        return writer
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await super().write(self.framing.piece(bytes(data)))
+
+    async def write_piece(self, data: bytes, deflated: bytes) -> None:
+        """`data` already compressed (`deflated`, made once for many clients)."""
+        await super().write(self.framing.piece(data, deflated))
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self._eof_sent or not self.prepared:
+            return await super().write_eof(data)
+        ending = (self.framing.piece(data) if data else b"") + self.framing.end()
+        with contextlib.suppress(ConnectionError):  # a client already gone needs no trailer
+            await super().write_eof(ending)
 
 
 async def tell_to_reconnect(stream: EventSourceResponse) -> None:

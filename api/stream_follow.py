@@ -34,11 +34,12 @@ async def follow_stream(
     handle: Callable[[RawEntries], Awaitable[None]],
     started: asyncio.Event,
     name: str,
-    pause_after_read_s: float = 0.0,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run until cancelled: hand every entry of `stream` after the start position to `handle`, in order.
 
-    `pause_after_read_s` lets the next few entries gather after a read, so each reaches a client in one write.
+    `settle`, awaited after each read that handed entries on, may hold the next read back while earlier writes
+    are still on their way, so the entries that arrive meanwhile reach a client in one write.
     """
     last_id = await _retrying(start, name, "finding its start position")
     started.set()
@@ -56,8 +57,8 @@ async def follow_stream(
             logger.warning("%s: following %s failed (%r); retrying from %s", name, stream, exc, last_id)
             await asyncio.sleep(RETRY_PAUSE_S)
             continue
-        if streams and pause_after_read_s:
-            await asyncio.sleep(pause_after_read_s)
+        if streams and settle is not None:
+            await settle()
 
 
 async def _retrying(step: Callable[[], Awaitable[str]], name: str, doing: str) -> str:

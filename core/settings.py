@@ -87,7 +87,9 @@ class Settings:
     commit_interval_s: float = setting(0.5, "how often a worker commits its offsets, seconds")
     sse_ping_s: float = setting(10.0, "SSE keep-alive comment interval, seconds")
     sse_max_pending_bytes: int = setting(4 * 1024 * 1024, "unsent bytes before a slow SSE client must reconnect")
-    sse_coalesce_ms: float = setting(40.0, "how long the SSE fan-out gathers changes into one write, ms")
+    sse_coalesce_ms: float = setting(
+        40.0, "the longest an SSE feed holds the next changes back while a client's earlier write is still unsent, ms"
+    )
     drain_s: float = setting(5.0, "how long a stopping API pod lets in-flight requests finish, seconds")
     pre_stop_s: float = setting(0.0, "how long a stopping API pod keeps serving while unready, seconds")
     static_membership: bool = setting(False, "1: the worker is a static Kafka group member, named after the worker")

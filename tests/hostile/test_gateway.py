@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import subprocess
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from core.settings import REPO_ROOT
+from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import assert_contract_answer, assert_error_body
 from tests.support.processes import free_port
 from tests.support.stack import Stack
@@ -251,3 +253,32 @@ def test_the_gateway_has_room_for_50000_streams_within_the_open_file_limit(tmp_p
     assert files <= hard_limit and connections < files
     assert workers * connections // 2 >= 50_000
     assert "backlog=" in config.stdout
+
+
+async def test_a_stream_comes_gzipped_through_the_gateway_to_a_client_that_accepts_it(
+    stack: Stack, gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """The snapshot and every change after it arrive as one gzip stream that inflates as it comes."""
+    await wait_applied(stack, await publish(stack, http, restaurant_batch("blr", "dosa", items=30)))
+    url = f"{gateway.url}/v1/cities/blr/menu/stream"
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as raw,
+        raw.get(url, headers={"Accept-Encoding": "gzip"}) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Encoding"] == "gzip" and response.headers["Vary"] == "Accept-Encoding"
+        inflater, text, received = zlib.decompressobj(31), b"", 0
+
+        async def read_until(needle: bytes) -> None:
+            nonlocal text, received
+            while needle not in text:
+                data = await asyncio.wait_for(response.content.readany(), 10)
+                assert data, f"the stream ended before {needle!r}"
+                received += len(data)
+                text += inflater.decompress(data)
+
+        await read_until(b"event: snapshot")
+        await read_until(b"\n\n")
+        assert received < len(text) / 3  # a menu compresses well: the snapshot came gzipped
+        await publish(stack, http, price_set("blr", "dosa", "dosa-2", 777))
+        await read_until(b'"price_cents":777')

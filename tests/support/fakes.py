@@ -202,12 +202,16 @@ class RecordingTransport:
 
     writes: list[bytes] = field(default_factory=list)
     buffered: int = 0
+    closing: bool = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     @property
     def written(self) -> bytes:

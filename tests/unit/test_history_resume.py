@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from api import menu_views, order_views
 from api.feed import Delivery, FeedHub, Subscriber
+from api.gzip_stream import GzipFraming
 from api.keys import FEEDS, MENUS, ORDER_FEEDS, REDIS, SETTINGS, STREAMS, OpenStreams
 from api.order_feed import OrderFeedHub
 from api.readmodel import FeedEntry, MenuReader
@@ -176,8 +177,8 @@ async def test_a_resume_is_exact_or_a_snapshot_and_a_snapshot_only_when_history_
 class WatchedSubscriber(Subscriber):
     live: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def go_live(self, transport: asyncio.WriteTransport, chunked: bool) -> None:
-        super().go_live(transport, chunked)
+    def go_live(self, transport: asyncio.WriteTransport, chunked: bool, gzip: GzipFraming | None = None) -> None:
+        super().go_live(transport, chunked, gzip)
         self.live.set()
 
 

@@ -170,6 +170,49 @@ def test_one_broken_connection_never_stops_the_broadcast() -> None:
     assert healthy_transport.written == frames(entries("2-0"))
 
 
+def feed_with(*transports: RecordingTransport, coalesce_s: float) -> CityFeed:
+    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=coalesce_s)
+    for transport in transports:
+        subscriber = Subscriber(MAX_PENDING)
+        subscriber.go_live(as_transport(transport), chunked=True)
+        feed.subscribers.add(subscriber)
+    return feed
+
+
+async def test_when_every_client_took_the_last_write_the_next_change_is_read_at_once() -> None:
+    feed = feed_with(RecordingTransport(), RecordingTransport(), coalesce_s=3600)
+    feed._deliver(entries("2-0"))
+
+    # A timer would hold the feed for an hour here; with nothing unsent it does not wait at all.
+    await asyncio.wait_for(feed._settle(), timeout=1)
+
+
+async def test_while_a_client_still_has_unsent_bytes_the_feed_waits_until_they_are_gone() -> None:
+    slow = RecordingTransport()
+    feed = feed_with(RecordingTransport(), slow, coalesce_s=3600)
+    slow.buffered = 100  # its socket did not take the whole write
+    feed._deliver(entries("2-0"))
+
+    settling = asyncio.create_task(feed._settle())
+    for _ in range(20):  # the feed looks again every SETTLE_STEP_S and finds the bytes still there
+        await asyncio.sleep(0)
+    assert not settling.done()
+
+    slow.buffered = 0
+    await asyncio.wait_for(settling, timeout=1)
+    assert feed.behind == set()
+
+
+async def test_a_client_that_never_drains_holds_the_feed_back_at_most_coalesce_s() -> None:
+    stuck, closed = RecordingTransport(buffered=100), RecordingTransport(buffered=100, closing=True)
+    feed = feed_with(stuck, closed, coalesce_s=0.05)
+    feed._deliver(entries("2-0"))
+    assert len(feed.behind) == 1  # a closing connection is never waited for
+
+    await asyncio.wait_for(feed._settle(), timeout=1)
+    assert feed.behind == set()
+
+
 @st.composite
 def feed_history(draw: st.DrawFn) -> list[FeedEntry]:
     """A feed as the projection writes it: ids '<position>-<n>', n counting the messages of one batch."""
