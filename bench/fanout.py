@@ -5,7 +5,9 @@ Runs against the local stack (`make run`). The clients live in several processes
 connection storm, as after a pod drains. Then admin price changes go out at a fixed rate through the gateway;
 a few probe clients per process time every change from just before its POST, the others count what arrives.
 
-    .venv/bin/python -m bench.fanout [--clients 1000] [--rate 50] [--duration 30] [--processes 0 (auto)]
+    .venv/bin/python -m bench.fanout [--clients 1000] [--rate 50] [--duration 30] [--processes 0 (auto)] [--plain]
+
+Clients accept gzip, as browsers do (the pods send streams gzipped to them, api.gzip_stream); --plain does not.
 
 It prints a table and writes docs/benchmarks/fanout-<N>k.{json,md}: clients connected and failed, time to the first
 event (the snapshot) p50/p99, deliveries per second, change latency p50/p95/p99/max, events missing, and the
@@ -18,6 +20,7 @@ import asyncio
 import math
 import multiprocessing
 import resource
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
 from bench.latency import CITY, PRICE_BASE, prepare, publish_changes
 from bench.latency import Results as SendResults
@@ -37,6 +41,13 @@ from ops.sse_client import CountingStream, EventStreamParser, stream_request
 from ops.stack import LocalStack
 
 CLIENTS_PER_PROCESS = 8_000  # with the probes' and the loop's own files, well inside 20,000
+# Source addresses: 127.0.1.0/24, which the local gateway exempts from its per-client limits as it does 127.0.0.1.
+# From one address, each connect() to the gateway searches the ephemeral ports for one not yet used towards it:
+# 20,000 clients from 127.0.0.1 spent most of their CPU in that search (a cost that grows with every client), and
+# sent their requests after the gateway's header timeout. A thousand per address keeps the search short.
+SOURCE_NETWORK = "127.0.1"
+CLIENTS_PER_SOURCE = 1_000
+IP_BIND_ADDRESS_NO_PORT = 24  # Linux: bind() leaves the port to connect(), which picks it per destination
 PROBES_PER_PROCESS = 10
 CONNECT_TIMEOUT_S = 120.0
 DELIVERY_TIMEOUT_S = 30.0  # after the last change is sent, for every client to have every change
@@ -52,6 +63,11 @@ class TimedStream(CountingStream):
         self.first_event = asyncio.Event()
         self.parser = EventStreamParser() if probe else None
         self.changes: list[tuple[int, float]] = []  # (change number, received at), probes only
+        self.lost: str | None = None  # how the connection ended, if it did: the error's name, or "EOF"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = type(exc).__name__ if exc is not None else "EOF"
+        super().connection_lost(exc)
 
     def body_received(self, data: bytes) -> None:
         super().body_received(data)
@@ -76,27 +92,54 @@ class ProcessResult:
     failures: dict[str, int] = field(default_factory=dict)  # why clients did not get their first event
 
 
-def client_process(url: str, clients: int, probes: int, pipe: Connection) -> None:
+def source_addresses(shares: list[int]) -> list[list[str]]:
+    """Each client process's source addresses, none shared with another process."""
+    counts = [math.ceil(share / CLIENTS_PER_SOURCE) for share in shares]
+    if sum(counts) > 254:
+        raise SystemExit(f"{sum(shares)} clients need more than the 254 source addresses of {SOURCE_NETWORK}.0/24")
+    firsts = [1 + sum(counts[:n]) for n in range(len(counts))]
+    return [
+        [f"{SOURCE_NETWORK}.{first + n}" for n in range(count)] for first, count in zip(firsts, counts, strict=True)
+    ]
+
+
+def bound_socket(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((address, 0))
+    return sock
+
+
+def client_process(url: str, clients: int, probes: int, gzip: bool, sources: list[str], pipe: Connection) -> None:
     """One process of clients: connect them all when told, report, hold them until told to stop, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_clients(url, clients, probes, pipe))
+    # uvloop: the load generator shares the machine's two cores with everything it measures; asyncio's own loop
+    # spent most of a 20,000-client storm's CPU in the clients, which then sent their requests too late.
+    uvloop.run(_clients(url, clients, probes, gzip, sources, pipe))
 
 
-async def _clients(url: str, clients: int, probes: int, pipe: Connection) -> None:
+async def _clients(url: str, clients: int, probes: int, gzip: bool, sources: list[str], pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
-    host, port, request = stream_request(url)
+    host, port, request = stream_request(url, gzip=gzip)
     # HTTP/1.0: the stream comes as it is, without chunk headers that a probe's parser would have to strip.
     request = request.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
     streams = [TimedStream(request, probe=n < probes) for n in range(clients)]
     result = ProcessResult()
     await loop.run_in_executor(None, pipe.recv)  # go
 
-    async def connect(stream: TimedStream) -> None:
+    async def connect(n: int, stream: TimedStream) -> None:
         stream.started = time.monotonic()
         why = "no first event within the timeout"
         try:
-            await loop.create_connection(lambda: stream, host, port)
+            sock = bound_socket(sources[n % len(sources)])
+            try:
+                await loop.sock_connect(sock, (host, port))
+            except BaseException:
+                sock.close()
+                raise
+            await loop.create_connection(lambda: stream, sock=sock)
             first, closed = (
                 asyncio.ensure_future(stream.first_event.wait()),
                 asyncio.ensure_future(stream.closed.wait()),
@@ -107,7 +150,8 @@ async def _clients(url: str, clients: int, probes: int, pipe: Connection) -> Non
             if stream.status not in (None, b"200"):
                 why = f"HTTP {stream.status!r}"
             elif stream.closed.is_set():
-                why = "closed before its first event"
+                answered = "no response" if stream.status is None else "after its headers"
+                why = f"closed before its first event ({stream.lost}, {answered})"
         except OSError as exc:
             why = type(exc).__name__
         if stream.first_event_s is None:
@@ -117,7 +161,7 @@ async def _clients(url: str, clients: int, probes: int, pipe: Connection) -> Non
         else:
             result.connected += 1
 
-    await asyncio.gather(*(connect(stream) for stream in streams))
+    await asyncio.gather(*(connect(n, stream) for n, stream in enumerate(streams)))
     result.first_event_s = [s.first_event_s for s in streams if s.first_event_s is not None]
     pipe.send(("connected", result.connected, result.failed, result.failures))
     changes = await loop.run_in_executor(None, pipe.recv)  # stop, once every one of `changes` had time to arrive
@@ -169,9 +213,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = f"{args.gateway}/v1/cities/{CITY}/menu/stream"
     context = multiprocessing.get_context("spawn")
     pipes, children = [], []
-    for share in shares:
+    for share, sources in zip(shares, source_addresses(shares), strict=True):
         mine, theirs = context.Pipe()
-        child = context.Process(target=client_process, args=(url, share, min(PROBES_PER_PROCESS, share), theirs))
+        probes = min(PROBES_PER_PROCESS, share)
+        child = context.Process(target=client_process, args=(url, share, probes, not args.plain, sources, theirs))
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -216,6 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": args.clients,
         "processes": processes,
         "gateway": args.gateway,
+        "encoding": "identity" if args.plain else "gzip",
         "connected": connected,
         "failed": failed,
         "failures": failures,
@@ -246,7 +292,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (
             "SSE clients (processes)",
-            f"{report['clients']} ({report['processes']}), all at once via {report['gateway']}",
+            f"{report['clients']} ({report['processes']}), all at once via {report['gateway']},"
+            f" {report.get('encoding', 'identity')} streams",
         ),
         ("connected / failed", f"{report['connected']} / {report['failed']} in {report['storm_s']:.1f} s"),
         ("why clients failed", ", ".join(f"{why}: {n}" for why, n in sorted(report["failures"].items())) or "-"),
@@ -279,6 +326,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="admin changes per second")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    parser.add_argument("--plain", action="store_true", help="clients do not accept gzip (browsers do)")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"

@@ -12,7 +12,8 @@
 # FEASTFLOW_API_PORTS (API pod ports on 127.0.0.1, space or comma separated, default "8081 8082"),
 # per-client limits answered 429 with Retry-After: FEASTFLOW_GATEWAY_STREAMS_PER_CLIENT (20 concurrent SSE
 # streams), FEASTFLOW_GATEWAY_READ_RATE (20 GET/s) and _READ_BURST (40), exempting the addresses or CIDRs in
-# FEASTFLOW_GATEWAY_EXEMPT (default 127.0.0.1: the local load tools; set it empty to limit everyone);
+# FEASTFLOW_GATEWAY_EXEMPT (default 127.0.0.1 and 127.0.1.0/24: the local load tools, bench.fanout spreading its
+# clients over the latter; set it empty to limit everyone);
 # FEASTFLOW_GATEWAY_HEADER_TIMEOUT and _BODY_TIMEOUT (10 s each); FEASTFLOW_GATEWAY_WORKERS (8 nginx workers,
 # each with as many connections as the open-file hard limit allows: 8 x 19,744 here, for 50,000 streams).
 set -euo pipefail
@@ -21,8 +22,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 GATEWAY_PORT="${FEASTFLOW_GATEWAY_PORT:-8080}"
 API_PORTS="$(current_api_ports)"
 # Per-client limits (see the header). The local load tools (rehearsal, bench) drive hundreds of streams and
-# requests per second from 127.0.0.1, so that address is exempt unless FEASTFLOW_GATEWAY_EXEMPT says otherwise.
-GATEWAY_EXEMPT="${FEASTFLOW_GATEWAY_EXEMPT-127.0.0.1}"
+# requests per second from 127.0.0.1 (and bench.fanout from 127.0.1.0/24), so those are exempt unless
+# FEASTFLOW_GATEWAY_EXEMPT says otherwise.
+GATEWAY_EXEMPT="${FEASTFLOW_GATEWAY_EXEMPT-127.0.0.1,127.0.1.0/24}"
 STREAMS_PER_CLIENT="${FEASTFLOW_GATEWAY_STREAMS_PER_CLIENT:-20}"
 READ_RATE="${FEASTFLOW_GATEWAY_READ_RATE:-20}"
 READ_BURST="${FEASTFLOW_GATEWAY_READ_BURST:-40}"
@@ -55,6 +57,8 @@ worker_shutdown_timeout 5s;
 
 events {
     worker_connections @WORKER_CONNECTIONS@;
+    # A storm queues thousands of connections at once: each wake-up takes all that are waiting.
+    multi_accept on;
 }
 
 http {
@@ -92,7 +96,7 @@ http {
                          'upstream_status=$upstream_status rt=$request_time urt=$upstream_response_time';
     access_log @DIR@/logs/access.log feastflow;
 
-    # Per-client limits. Addresses in FEASTFLOW_GATEWAY_EXEMPT (the local load tools' 127.0.0.1 by default)
+    # Per-client limits. Addresses in FEASTFLOW_GATEWAY_EXEMPT (the local load tools' 127.0.0.1 and 127.0.1.0/24 by default)
     # get an empty key, which nginx does not count.
     geo $feastflow_exempt {
         default 0;
@@ -120,8 +124,10 @@ http {
     }
 
     server {
-        # A reconnect storm (a drained pod's clients all at once) must wait in the queue, not be refused.
-        listen 127.0.0.1:@PORT@ backlog=@BACKLOG@;
+        # A reconnect storm (a drained pod's clients all at once) must wait in a queue, not be dropped: with
+        # reuseport every worker has its own listen socket and queue (workers x somaxconn in all), and the
+        # kernel spreads new connections over them instead of waking whichever worker grabs a shared one.
+        listen 127.0.0.1:@PORT@ backlog=@BACKLOG@ reuseport;
         # Request-scoped error lines quote the request line, query string included: only critical ones here.
         error_log @DIR@/logs/error.log crit;
 

@@ -3,12 +3,18 @@ clients through the gateway all connect, get their first event, and then every c
 
 import argparse
 
+import pytest
+
 from bench.fanout import run
 
 
-async def test_a_storm_of_clients_through_the_gateway_all_connect_and_get_every_change() -> None:
-    args = argparse.Namespace(clients=300, processes=2, rate=10.0, duration=5.0, gateway="http://127.0.0.1:8080")
+@pytest.mark.parametrize("plain", [False, True], ids=["gzip", "plain"])
+async def test_a_storm_of_clients_through_the_gateway_all_connect_and_get_every_change(plain: bool) -> None:
+    args = argparse.Namespace(
+        clients=300, processes=2, rate=10.0, duration=5.0, gateway="http://127.0.0.1:8080", plain=plain
+    )
     report = await run(args)
+    assert report["encoding"] == ("identity" if plain else "gzip")
     assert (report["connected"], report["failed"]) == (300, 0), report
     assert report["changes_sent"] >= 45 and report["post_failures"] == 0, report
     assert (report["missing"], report["dropped"]) == (0, 0), report
