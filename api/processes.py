@@ -4,13 +4,11 @@ Each process accepts on the same port (SO_REUSEPORT, the kernel spreads connecti
 with its own Redis readers and SSE fan-out. The parent only supervises: it forwards SIGTERM and SIGINT so
 every process drains as a single one would, and starts a process again if one dies on its own.
 
-Every process runs its event loop on uvloop: a storm of 20,000 SSE clients connecting at once spent much of
-a pod's time in asyncio's own loop (timers, transports) rather than in the app.
-
 Metrics stay correct across processes through prometheus-client's multiprocess mode: every process writes
 its samples under PROMETHEUS_MULTIPROC_DIR, and /metrics in any process aggregates them all.
 """
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -20,8 +18,6 @@ import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-
-import uvloop
 
 from api.auth import require_signing_keys
 from api.main import create_app, serve
@@ -39,7 +35,7 @@ def run_api(settings: Settings) -> None:
     if settings.api_processes > 1:
         run_api_processes(settings)
     else:
-        uvloop.run(serve(create_app(settings), settings))
+        asyncio.run(serve(create_app(settings), settings))
 
 
 def run_api_processes(settings: Settings) -> None:
@@ -91,4 +87,4 @@ def _forget(process: BaseProcess) -> None:
 
 def _serve_one(settings: Settings) -> None:
     configure_logging()
-    uvloop.run(serve(create_app(settings), settings, reuse_port=True))
+    asyncio.run(serve(create_app(settings), settings, reuse_port=True))
