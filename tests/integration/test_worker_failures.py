@@ -388,3 +388,67 @@ async def test_feastflow_topics_creates_every_changelog_before_any_worker(tmp_pa
         assert policies == dict.fromkeys(wanted, "compact")
     finally:
         await admin.close()
+
+
+async def test_three_workers_and_three_api_pods_share_the_cities_and_lose_nothing(tmp_path: Path) -> None:
+    """The scaled-out shape: three workers split the partitions (every one held, none twice) and three API pods
+    each serve every city; every acknowledged change reaches each pod's menu and a stream on each pod."""
+    stack = await Stack(tmp_path).start(api_count=3)
+    for name in ("w2", "w3"):  # scaled out one by one, as an autoscaler would
+        await stack.start_worker(name)
+    cities = [city.code for city in stack.settings.cities if not city.launching][:12]  # over all 6 partitions
+    try:
+        async with aiohttp.ClientSession() as http:
+            for city in cities:
+                await wait_applied(stack, await publish(stack, http, restaurant_batch(city, f"{city}-r", 2)))
+
+            async def held() -> dict[str, set[int]]:
+                owned = {}
+                for name in stack.workers:
+                    async with http.get(f"{stack.worker_url(name)}/feastflow/assignment/") as response:
+                        partitions = (await response.json())["partitions"]
+                    owned[name] = {p["partition"] for p in partitions if p["topic"] == stack.topic and p["active"]}
+                return owned
+
+            async def split_three_ways() -> bool:
+                owned = await held()
+                every = [p for partitions in owned.values() for p in partitions]
+                return all(owned.values()) and sorted(every) == list(range(stack.settings.partitions))
+
+            await poll_until(split_three_ways, 90, 0.5, message="the three workers never split the partitions")
+            async with contextlib.AsyncExitStack() as exits:
+                clients = {
+                    (pod, city): await exits.enter_async_context(
+                        SseClient(f"{stack.api_url(pod)}/v1/cities/{city}/menu/stream")
+                    )
+                    for pod in range(3)
+                    for city in cities[:4]
+                }
+                traffic = PriceTraffic(
+                    stack, [(city, f"{city}-r", f"{city}-r-{n}") for city in cities for n in range(2)]
+                )
+                traffic.start()
+                await _changes(traffic, 60, "with three workers and three pods")
+                await traffic.stop()
+                assert traffic.failures == 0
+                await wait_applied(stack, traffic.event_ids, timeout=90)
+                for pod in range(3):
+                    for city in cities:
+                        menu = items_by_id(await stack.menu(http, city, index=pod))
+                        for (sent_city, item_id), prices in traffic.acked.items():
+                            if sent_city == city:
+                                assert menu[item_id]["price_cents"] == prices[-1], (pod, item_id)
+                for city in cities[:4]:  # a last change per city: once it arrived, every earlier one had
+                    await wait_applied(
+                        stack, await publish(stack, http, price_set(city, f"{city}-r", f"{city}-r-0", 7))
+                    )
+                for (pod, city), client in clients.items():
+                    await client.wait_for(lambda evs: any(_is_last(e) for e in evs), timeout=30)
+                    expected = {i: p for (c, i), p in traffic.acked.items() if c == city}
+                    expected[f"{city}-r-0"] = [*expected.get(f"{city}-r-0", []), LAST_PRICE]
+                    seen: dict[str, list[int]] = defaultdict(list)
+                    for event in client.of_type("item"):
+                        seen[event.json()["item_id"]].append(event.json()["price_cents"])
+                    assert dict(seen) == expected, f"pod {pod}, {city}: SSE saw other changes than were acknowledged"
+    finally:
+        stack.stop()
