@@ -239,8 +239,9 @@ read -r -d '' PROXY_SETTINGS <<'NGINX' || true
             # Retry another pod only for failures before a response; "non_idempotent" is deliberately
             # absent, so a POST that may have reached a pod is never sent twice.
             proxy_next_upstream error timeout http_502 http_503;
-            # A pod that is down refuses at once; a hung one must not stall the request for 60 s.
-            proxy_connect_timeout 2s;
+            # A pod that is down refuses at once; a hung one must not stall the request for 60 s. 5 s, not less: a
+            # pod busy taking in a connection storm can take seconds to accept.
+            proxy_connect_timeout 5s;
             chunked_transfer_encoding on;
 NGINX
 
@@ -273,7 +274,10 @@ parse_limits() {
 render_config() {
     local servers="" port user="" exempt="" entry
     for port in "${API_PORT_LIST[@]}"; do
-        servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+        # max_fails=0: a failed connection never takes a pod out of the rotation. The request moves on to the
+        # next pod anyway (proxy_next_upstream), and a stopped pod refuses at once; but in a connection storm one
+        # connect that took too long marked a pod down for everyone, then the other, and thousands got 503s.
+        servers+="        server 127.0.0.1:$port max_fails=0;"$'\n'
     done
     for entry in "${EXEMPT_LIST[@]}"; do
         exempt+="        $entry 1;"$'\n'
