@@ -6,6 +6,10 @@ connection storm, as after a pod drains. Then admin price changes go out at a fi
 a few probe clients per process time every change from just before its POST, the others count what arrives.
 
     .venv/bin/python -m bench.fanout [--clients 1000] [--rate 50] [--duration 30] [--processes 0 (auto)] [--plain]
+                                     [--waves 1]
+
+--waves W connects each process's clients in W waves, each all at once and the next once it is in: many
+concurrent clients rather than one storm of all of them.
 
 Clients accept gzip, as browsers do (the pods send streams gzipped to them, api.gzip_stream); --plain does not.
 
@@ -111,16 +115,20 @@ def bound_socket(address: str) -> socket.socket:
     return sock
 
 
-def client_process(url: str, clients: int, probes: int, gzip: bool, sources: list[str], pipe: Connection) -> None:
+def client_process(
+    url: str, clients: int, probes: int, gzip: bool, sources: list[str], waves: int, pipe: Connection
+) -> None:
     """One process of clients: connect them all when told, report, hold them until told to stop, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # uvloop: the load generator shares the machine's two cores with everything it measures; asyncio's own loop
     # spent most of a 20,000-client storm's CPU in the clients, which then sent their requests too late.
-    uvloop.run(_clients(url, clients, probes, gzip, sources, pipe))
+    uvloop.run(_clients(url, clients, probes, gzip, sources, waves, pipe))
 
 
-async def _clients(url: str, clients: int, probes: int, gzip: bool, sources: list[str], pipe: Connection) -> None:
+async def _clients(
+    url: str, clients: int, probes: int, gzip: bool, sources: list[str], waves: int, pipe: Connection
+) -> None:
     loop = asyncio.get_running_loop()
     host, port, request = stream_request(url, gzip=gzip)
     # HTTP/1.0: the stream comes as it is, without chunk headers that a probe's parser would have to strip.
@@ -161,7 +169,9 @@ async def _clients(url: str, clients: int, probes: int, gzip: bool, sources: lis
         else:
             result.connected += 1
 
-    await asyncio.gather(*(connect(n, stream) for n, stream in enumerate(streams)))
+    per_wave = math.ceil(clients / waves)
+    for first in range(0, clients, per_wave):  # one wave (by default all of them) at once, then the next
+        await asyncio.gather(*(connect(n, streams[n]) for n in range(first, min(clients, first + per_wave))))
     result.first_event_s = [s.first_event_s for s in streams if s.first_event_s is not None]
     pipe.send(("connected", result.connected, result.failed, result.failures))
     changes = await loop.run_in_executor(None, pipe.recv)  # stop, once every one of `changes` had time to arrive
@@ -216,7 +226,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for share, sources in zip(shares, source_addresses(shares), strict=True):
         mine, theirs = context.Pipe()
         probes = min(PROBES_PER_PROCESS, share)
-        child = context.Process(target=client_process, args=(url, share, probes, not args.plain, sources, theirs))
+        child = context.Process(
+            target=client_process, args=(url, share, probes, not args.plain, sources, args.waves, theirs)
+        )
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -262,6 +274,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "processes": processes,
         "gateway": args.gateway,
         "encoding": "identity" if args.plain else "gzip",
+        "waves": args.waves,
         "connected": connected,
         "failed": failed,
         "failures": failures,
@@ -292,7 +305,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (
             "SSE clients (processes)",
-            f"{report['clients']} ({report['processes']}), all at once via {report['gateway']},"
+            f"{report['clients']} ({report['processes']}), {_arrival(report.get('waves', 1))} via {report['gateway']},"
             f" {report.get('encoding', 'identity')} streams",
         ),
         ("connected / failed", f"{report['connected']} / {report['failed']} in {report['storm_s']:.1f} s"),
@@ -319,6 +332,10 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _arrival(waves: int) -> str:
+    return "all at once" if waves == 1 else f"in {waves} waves (each all at once, the next once it is in)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
@@ -327,9 +344,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
     parser.add_argument("--plain", action="store_true", help="clients do not accept gzip (browsers do)")
+    parser.add_argument("--waves", type=int, default=1, help="connect in this many waves, not all at once")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"
+    kind += f"-{args.waves}-waves" if args.waves > 1 else ""
     print(f"\n(written to {report_result(kind, report, report_rows(report), module='fanout')})")
     for problem in report["not_comparable"]:
         print(f"warning: not comparable: {problem}", file=sys.stderr)

@@ -11,7 +11,7 @@ from bench.fanout import run
 @pytest.mark.parametrize("plain", [False, True], ids=["gzip", "plain"])
 async def test_a_storm_of_clients_through_the_gateway_all_connect_and_get_every_change(plain: bool) -> None:
     args = argparse.Namespace(
-        clients=300, processes=2, rate=10.0, duration=5.0, gateway="http://127.0.0.1:8080", plain=plain
+        clients=300, processes=2, rate=10.0, duration=5.0, gateway="http://127.0.0.1:8080", plain=plain, waves=1
     )
     report = await run(args)
     assert report["encoding"] == ("identity" if plain else "gzip")
