@@ -6,10 +6,12 @@ connection storm, as after a pod drains. Then admin price changes go out at a fi
 a few probe clients per process time every change from just before its POST, the others count what arrives.
 
     .venv/bin/python -m bench.fanout [--clients 1000] [--rate 50] [--duration 30] [--processes 0 (auto)] [--plain]
-                                     [--waves 1]
+                                     [--waves 1] [--drain]
 
 --waves W connects each process's clients in W waves, each all at once and the next once it is in: many
-concurrent clients rather than one storm of all of them.
+concurrent clients rather than one storm of all of them. --drain SIGTERMs one API pod once changes flow: its
+clients are told to reconnect and come back at once with their Last-Event-ID, as browsers do; the table says how
+many resumed, how fast, whether any started over from a snapshot, and (as always) whether any change was missed.
 
 Clients accept gzip, as browsers do (the pods send streams gzipped to them, api.gzip_stream); --plain does not.
 
@@ -23,7 +25,9 @@ import argparse
 import asyncio
 import math
 import multiprocessing
+import os
 import resource
+import signal
 import socket
 import sys
 import time
@@ -41,7 +45,7 @@ from bench.machine import cpu_times, load_between, machine_rows, problems, verdi
 from bench.report import percentile, report_result
 from core.settings import Settings
 from core.tokens import Role, issue_token
-from ops.sse_client import CountingStream, EventStreamParser, stream_request
+from ops.sse_client import Backoff, CountingStream, EventStreamParser, stream_request
 from ops.stack import LocalStack
 
 CLIENTS_PER_PROCESS = 8_000  # with the probes' and the loop's own files, well inside 20,000
@@ -55,34 +59,110 @@ IP_BIND_ADDRESS_NO_PORT = 24  # Linux: bind() leaves the port to connect(), whic
 PROBES_PER_PROCESS = 10
 CONNECT_TIMEOUT_S = 120.0
 DELIVERY_TIMEOUT_S = 30.0  # after the last change is sent, for every client to have every change
+RETRIED = (b"503", b"429")  # answers a resuming client tries again after a back-off
+RESUME_ATTEMPTS = 5
+RESUME_BACKOFF = Backoff(first_s=1.0, cap_s=8.0)
 
 
 class TimedStream(CountingStream):
-    """A counting client that also notes when its first event arrived, and, as a probe, every change it gets."""
+    """A counting client that also notes when its first event arrived, and, as a probe, every change it gets.
 
-    def __init__(self, request: bytes, probe: bool) -> None:
+    With `resume`, it comes back when its stream ends (its pod drained), as a browser's EventSource does: at once,
+    with the last event id it got as `Last-Event-ID`, so the pod it reaches sends what it missed from history.
+    """
+
+    def __init__(
+        self, request: bytes, probe: bool, address: tuple[str, int], source: str, resume: bool = False
+    ) -> None:
         super().__init__(request, "item", asyncio.Event())
         self.started = time.monotonic()
         self.first_event_s: float | None = None
         self.first_event = asyncio.Event()
+        self.probe = probe
         self.parser = EventStreamParser() if probe else None
         self.changes: list[tuple[int, float]] = []  # (change number, received at), probes only
         self.lost: str | None = None  # how the connection ended, if it did: the error's name, or "EOF"
+        self.address, self.source, self.resume, self.stopping = address, source, resume, False
+        self.last_id: bytes | None = None
+        self._id_tail = b"\n"  # a stream starts at a line's start
+        self.ended_at: float | None = None  # when a live stream ended, until it is resumed
+        self.resumed_s: list[float] = []  # from the stream's end to the resumed stream's response head
+        self.resume_snapshots = 0  # resumes that started over from a snapshot instead of history
+        self.resume_failures: list[str] = []
+        self.refusals = 0  # 503s and 429s in a row while resuming
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = type(exc).__name__ if exc is not None else "EOF"
+        live = self.status == b"200" and self.first_event_s is not None
         super().connection_lost(exc)
+        if self.resume and live and not self.stopping:
+            self.ended_at = time.monotonic()
+            asyncio.get_running_loop().create_task(self._come_back())
+
+    async def _come_back(self) -> None:
+        base = self.request.split(b"Last-Event-ID:", 1)[0].removesuffix(b"\r\n\r\n")
+        if base.endswith(b"\r\n"):
+            base = base[:-2]
+        header = b"" if self.last_id is None else b"Last-Event-ID: " + self.last_id + b"\r\n"
+        self.restart(base + b"\r\n" + header + b"\r\n")
+        self.parser = EventStreamParser() if self.probe else None
+        self._id_tail = b"\n"
+        try:
+            sock = bound_socket(self.source)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, self.address)
+            except BaseException:
+                sock.close()
+                raise
+            await asyncio.get_running_loop().create_connection(lambda: self, sock=sock)
+        except OSError as exc:
+            self.resume_failures.append(type(exc).__name__)
+
+    def data_received(self, data: bytes) -> None:
+        was_waiting = self.status is None
+        super().data_received(data)
+        if was_waiting and self.status is not None and self.ended_at is not None:
+            if self.status == b"200":
+                self.resumed_s.append(time.monotonic() - self.ended_at)
+                self.ended_at, self.refusals = None, 0
+            elif self.status in RETRIED and self.refusals < RESUME_ATTEMPTS and not self.stopping:
+                # As the customer page does: a 503 or 429 is tried again after a back-off, not given up on.
+                delay = RESUME_BACKOFF.delay_s(None, self.refusals)
+                self.refusals += 1
+                asyncio.get_running_loop().call_later(delay, self._try_again)
+            else:
+                self.resume_failures.append(f"HTTP {self.status!r}")
+                self.ended_at = None
+
+    def _try_again(self) -> None:
+        if not self.stopping:
+            asyncio.get_running_loop().create_task(self._come_back())
 
     def body_received(self, data: bytes) -> None:
         super().body_received(data)
         if self.first_event_s is None and b"\n\n" in data:
             self.first_event_s = time.monotonic() - self.started
             self.first_event.set()
+        elif (self.ended_at is not None or self.resumed_s) and b"event: snapshot" in data:
+            self.resume_snapshots += 1
+        if self.resume:
+            self._note_last_id(data)
         if self.parser is not None:
             now = time.monotonic()
             for event in self.parser.feed(data, now):
                 if event.type == "item":
                     self.changes.append((event.json()["base_price_cents"] - PRICE_BASE, now))
+
+    def _note_last_id(self, data: bytes) -> None:
+        text = self._id_tail + data
+        at = text.rfind(b"\nid: ")
+        while at != -1:
+            end = text.find(b"\n", at + 1)
+            if end != -1:
+                self.last_id = text[at + 5 : end]
+                break
+            at = text.rfind(b"\nid: ", 0, at)
+        self._id_tail = text[-256:]
 
 
 @dataclass
@@ -94,6 +174,22 @@ class ProcessResult:
     probe_changes: list[list[tuple[int, float]]] = field(default_factory=list)
     dropped: int = 0  # streams that ended before the run did
     failures: dict[str, int] = field(default_factory=dict)  # why clients did not get their first event
+    resumed_s: list[float] = field(default_factory=list)  # streams that ended and came back: how long it took
+    resume_snapshots: int = 0
+    resume_failures: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """What one client process does."""
+
+    url: str
+    clients: int
+    probes: int
+    gzip: bool
+    sources: list[str]
+    waves: int
+    resume: bool
 
 
 def source_addresses(shares: list[int]) -> list[list[str]]:
@@ -115,25 +211,25 @@ def bound_socket(address: str) -> socket.socket:
     return sock
 
 
-def client_process(
-    url: str, clients: int, probes: int, gzip: bool, sources: list[str], waves: int, pipe: Connection
-) -> None:
+def client_process(plan: ClientPlan, pipe: Connection) -> None:
     """One process of clients: connect them all when told, report, hold them until told to stop, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # uvloop: the load generator shares the machine's two cores with everything it measures; asyncio's own loop
     # spent most of a 20,000-client storm's CPU in the clients, which then sent their requests too late.
-    uvloop.run(_clients(url, clients, probes, gzip, sources, waves, pipe))
+    uvloop.run(_clients(plan, pipe))
 
 
-async def _clients(
-    url: str, clients: int, probes: int, gzip: bool, sources: list[str], waves: int, pipe: Connection
-) -> None:
+async def _clients(plan: ClientPlan, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
-    host, port, request = stream_request(url, gzip=gzip)
+    clients, sources = plan.clients, plan.sources
+    host, port, request = stream_request(plan.url, gzip=plan.gzip)
     # HTTP/1.0: the stream comes as it is, without chunk headers that a probe's parser would have to strip.
     request = request.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
-    streams = [TimedStream(request, probe=n < probes) for n in range(clients)]
+    streams = [
+        TimedStream(request, n < plan.probes, (host, port), sources[n % len(sources)], plan.resume)
+        for n in range(clients)
+    ]
     result = ProcessResult()
     await loop.run_in_executor(None, pipe.recv)  # go
 
@@ -141,7 +237,7 @@ async def _clients(
         stream.started = time.monotonic()
         why = "no first event within the timeout"
         try:
-            sock = bound_socket(sources[n % len(sources)])
+            sock = bound_socket(stream.source)
             try:
                 await loop.sock_connect(sock, (host, port))
             except BaseException:
@@ -169,23 +265,42 @@ async def _clients(
         else:
             result.connected += 1
 
-    per_wave = math.ceil(clients / waves)
+    per_wave = math.ceil(clients / plan.waves)
     for first in range(0, clients, per_wave):  # one wave (by default all of them) at once, then the next
         await asyncio.gather(*(connect(n, streams[n]) for n in range(first, min(clients, first + per_wave))))
     result.first_event_s = [s.first_event_s for s in streams if s.first_event_s is not None]
     pipe.send(("connected", result.connected, result.failed, result.failures))
     changes = await loop.run_in_executor(None, pipe.recv)  # stop, once every one of `changes` had time to arrive
-    live = [s for s in streams if s.status == b"200"]
+    live = [s for s in streams if s.first_event_s is not None]  # connected once (and perhaps resumed since)
     for _ in range(int(DELIVERY_TIMEOUT_S / 0.1)):
         if all(s.counted >= changes or s.closed.is_set() for s in live):
             break
         await asyncio.sleep(0.1)
+    for stream in streams:
+        stream.stopping = True
     result.dropped = sum(1 for s in live if s.closed.is_set())
+    result.resumed_s = [seconds for s in streams for seconds in s.resumed_s]
+    result.resume_snapshots = sum(s.resume_snapshots for s in streams)
+    for why in (why for s in streams for why in s.resume_failures):
+        result.resume_failures[why] = result.resume_failures.get(why, 0) + 1
     result.counted = [s.counted for s in live if s.parser is None]
     result.probe_changes = [s.changes for s in live if s.parser is not None]
     for stream in streams:
         stream.close()
     pipe.send(("done", result))
+
+
+async def drain_a_pod(stack: LocalStack, sent: SendResults, rate: float) -> str:
+    """Once changes are flowing (a second's worth sent), SIGTERM one API pod: it tells its SSE clients to
+    reconnect and stops; they come back through the gateway to the other pod with their Last-Event-ID (the
+    supervisor starts the drained pod again)."""
+    for _ in range(600):
+        if len(sent.sent_at) >= rate:
+            break
+        await asyncio.sleep(0.05)
+    unit = stack.api_units()[0]
+    os.kill(unit.pid, signal.SIGTERM)
+    return unit.name
 
 
 def pods_rss_bytes(stack: LocalStack) -> int:
@@ -226,9 +341,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for share, sources in zip(shares, source_addresses(shares), strict=True):
         mine, theirs = context.Pipe()
         probes = min(PROBES_PER_PROCESS, share)
-        child = context.Process(
-            target=client_process, args=(url, share, probes, not args.plain, sources, args.waves, theirs)
-        )
+        plan = ClientPlan(url, share, probes, not args.plain, sources, args.waves, resume=args.drain)
+        child = context.Process(target=client_process, args=(plan, theirs))
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -248,7 +362,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rss_after = pods_rss_bytes(stack)
     sent = SendResults()
     before, started = cpu_times(), time.perf_counter()
-    changes = await publish_changes(args.gateway, headers, args.rate, args.duration, sent)
+    publishing = asyncio.create_task(publish_changes(args.gateway, headers, args.rate, args.duration, sent))
+    drained = await drain_a_pod(stack, sent, args.rate) if args.drain else None
+    changes = await publishing
     results: list[ProcessResult] = []
     for pipe in pipes:
         pipe.send(changes - sent.post_failures)
@@ -259,6 +375,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for child in children:
         child.join(timeout=30)
     first = [s for r in results for s in r.first_event_s]
+    resumed = [s for r in results for s in r.resumed_s]
+    resume_failures: dict[str, int] = {}
+    for why, count in (item for r in results for item in r.resume_failures.items()):
+        resume_failures[why] = resume_failures.get(why, 0) + count
     latencies = [
         received - sent.sent_at[n]
         for r in results
@@ -284,6 +404,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99": percentile(first, 0.99),
             "max": max(first, default=float("nan")),
         },
+        "drained": drained,
+        "resumed": len(resumed),
+        "resumed_s": {
+            "p50": percentile(resumed, 0.5),
+            "p99": percentile(resumed, 0.99),
+            "max": max(resumed, default=float("nan")),
+        },
+        "resume_snapshots": sum(r.resume_snapshots for r in results),
+        "resume_failures": resume_failures,
         "rate_per_s": args.rate,
         "duration_s": args.duration,
         "changes_sent": changes,
@@ -311,6 +440,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("connected / failed", f"{report['connected']} / {report['failed']} in {report['storm_s']:.1f} s"),
         ("why clients failed", ", ".join(f"{why}: {n}" for why, n in sorted(report["failures"].items())) or "-"),
         ("time to first event p50 / p99 / max", f"{first['p50']:.2f} / {first['p99']:.2f} / {first['max']:.2f} s"),
+        *_drain_rows(report),
         (
             "admin changes sent",
             f"{report['changes_sent']} in {report['duration_s']:g} s ({report['rate_per_s']:g}/s asked),"
@@ -332,6 +462,21 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _drain_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    if not report.get("drained"):
+        return []
+    took = report["resumed_s"]
+    failures = ", ".join(f"{why}: {n}" for why, n in sorted(report["resume_failures"].items())) or "none"
+    return [
+        ("pod drained under load", f"{report['drained']}: its clients told to reconnect"),
+        (
+            "clients resumed (from a snapshot instead of history)",
+            f"{report['resumed']} ({report['resume_snapshots']}); failed reconnects: {failures}",
+        ),
+        ("stream end -> resumed p50 / p99 / max", f"{took['p50']:.2f} / {took['p99']:.2f} / {took['max']:.2f} s"),
+    ]
+
+
 def _arrival(waves: int) -> str:
     return "all at once" if waves == 1 else f"in {waves} waves (each all at once, the next once it is in)"
 
@@ -345,10 +490,14 @@ def main() -> None:
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
     parser.add_argument("--plain", action="store_true", help="clients do not accept gzip (browsers do)")
     parser.add_argument("--waves", type=int, default=1, help="connect in this many waves, not all at once")
+    parser.add_argument(
+        "--drain", action="store_true", help="drain an API pod under load: its clients resume from history"
+    )
     args = parser.parse_args()
     report = asyncio.run(run(args))
     kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"
     kind += f"-{args.waves}-waves" if args.waves > 1 else ""
+    kind += "-drain" if args.drain else ""
     print(f"\n(written to {report_result(kind, report, report_rows(report), module='fanout')})")
     for problem in report["not_comparable"]:
         print(f"warning: not comparable: {problem}", file=sys.stderr)

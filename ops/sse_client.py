@@ -235,6 +235,7 @@ class CountingStream(asyncio.Protocol):
         self.closed = asyncio.Event()
         self.status: bytes | None = None
         self.counted = 0
+        self._event_type = event_type
         self._counter = EventTypeCounter(event_type)
         self._head = b""
         self._inflater: Any = None  # a zlib decompressor, when the stream came gzipped
@@ -272,6 +273,15 @@ class CountingStream(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def restart(self, request: bytes) -> None:
+        """Ready for a new connection of the same client (a reconnect): `counted` goes on, the rest starts over."""
+        self.request = request
+        self.status = None
+        self._head = b""
+        self._inflater = None
+        self._counter = EventTypeCounter(self._event_type)
+        self.closed.clear()
 
 
 def stream_request(url: str, gzip: bool = False) -> tuple[str, int, bytes]:
