@@ -7,10 +7,8 @@ bytes pass a bound is cut loose and told to reconnect (it resumes from history),
 """
 
 import asyncio
-import collections
 import contextlib
 import functools
-import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +25,6 @@ from api.stream_follow import RawEntries, follow_stream
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 5.0  # a stream waits this long for a feed reader to find its position, then answers 503
-RECENT_ENTRIES = 500  # per city and API process: what a drained pod's clients resume from without Redis
 SETTLE_STEP_S = 0.002  # how often a feed looks again whether its clients' earlier writes have gone out
 
 
@@ -160,41 +157,6 @@ class Subscriber:
 
 
 @dataclass(eq=False)
-class RecentEntries:
-    """A feed's last entries, so a client resuming with a Last-Event-ID it got from this city lately (a drained
-    pod's clients, all at once) is answered from memory instead of each reading the history from Redis."""
-
-    limit: int = RECENT_ENTRIES
-    start_id: str | None = None  # the id right before the first entry kept (where the feed started, at first)
-    entries: collections.deque[FeedEntry] = field(default_factory=collections.deque)
-    first_number: int = 0  # how many entries were dropped before entries[0]
-    number_of: dict[str, int] = field(default_factory=dict)  # id -> its number, for the entries kept
-
-    def add(self, entry: FeedEntry) -> None:
-        if self.entries and entry.order <= self.entries[-1].order:
-            return  # a batch read again after a failed read: kept already
-        if len(self.entries) == self.limit:
-            dropped = self.entries.popleft()
-            del self.number_of[dropped.id]
-            self.start_id, self.first_number = dropped.id, self.first_number + 1
-        self.number_of[entry.id] = self.first_number + len(self.entries)
-        self.entries.append(entry)
-
-    def after(self, last_id: str) -> list[FeedEntry] | None:
-        """Exactly the entries after `last_id`, or None when memory cannot say (Redis is asked then)."""
-        if last_id == self.start_id:
-            start = 0
-        elif (number := self.number_of.get(last_id)) is not None:
-            start = number - self.first_number + 1
-        else:
-            return None
-        history = list(itertools.islice(self.entries, start, None))
-        if any(entry.type == "snapshot" for entry in history):
-            return None  # the read model was rebuilt since: the client starts over from a snapshot
-        return history
-
-
-@dataclass(eq=False)
 class CityFeed:
     city: str
     redis: Redis
@@ -207,7 +169,6 @@ class CityFeed:
     # subscribing now gets every entry after it; so a menu reflecting `position` is a complete start for that
     # client (MenuReader.menu's `covering`). None until the feed knows its start.
     position: tuple[int, int] | None = None
-    recent: RecentEntries = field(default_factory=RecentEntries)
     task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -240,7 +201,6 @@ class CityFeed:
     async def _start_position(self) -> str:
         cursor = await self.reader.cursor(self.city)
         self.position = None if cursor == NO_CURSOR else stream_order(cursor)
-        self.recent = RecentEntries(start_id=None if cursor == NO_CURSOR else cursor)
         return cursor
 
     async def _settle(self) -> None:
@@ -274,8 +234,6 @@ class CityFeed:
             return
         delivery = Delivery(entries)
         self.position = delivery.newest
-        for entry in entries:
-            self.recent.add(entry)
         for subscriber in tuple(self.subscribers):
             try:
                 subscriber.deliver(delivery)

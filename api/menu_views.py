@@ -55,10 +55,7 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
         # Subscribed first, read second: anything newer than what we read is already buffered for us.
         history = None
         if last_event_id:
-            # From the feed's memory when it has it: a drained pod's clients all resume at once.
-            history = feed.recent.after(last_event_id)
-            if history is None:
-                history = await menus.history_after(city.code, last_event_id, HISTORY_LIMIT)
+            history = await menus.history_after(city.code, last_event_id, HISTORY_LIMIT)
             if history is not None:
                 # The client has everything up to its id; a feed reader behind it must not send that again.
                 subscriber.last_order = stream_order(last_event_id)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from api import menu_views, order_views
-from api.feed import Delivery, FeedHub, RecentEntries, Subscriber
+from api.feed import Delivery, FeedHub, Subscriber
 from api.gzip_stream import GzipFraming
 from api.keys import FEEDS, MENUS, ORDER_FEEDS, REDIS, SETTINGS, STREAMS, OpenStreams
 from api.order_feed import OrderFeedHub
@@ -189,8 +189,6 @@ class DrivenFeeds:
         self.max_pending_bytes = max_pending_bytes
         self.subscribers: list[WatchedSubscriber] = []
         self.subscribed = asyncio.Event()
-        self.recent = RecentEntries()  # remembers nothing: every resume reads Redis
-        self.position: tuple[int, int] | None = None
 
     def city(self, code: str) -> "DrivenFeeds":
         return self
