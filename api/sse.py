@@ -30,12 +30,11 @@ class GzipEventSourceResponse(EventSourceResponse):
         super().__init__(**kwargs)
         self.headers["Content-Encoding"] = "gzip"
         self.framing = GzipFraming()
-        self._gzip_started = False
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        first = not self.prepared
         writer = await super().prepare(request)
-        if not self._gzip_started:
-            self._gzip_started = True
+        if first:
             await super().write(GZIP_HEADER)
         return writer
 

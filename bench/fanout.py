@@ -83,6 +83,7 @@ class TimedStream(CountingStream):
         self.changes: list[tuple[int, float]] = []  # (change number, received at), probes only
         self.lost: str | None = None  # how the connection ended, if it did: the error's name, or "EOF"
         self.address, self.source, self.resume, self.stopping = address, source, resume, False
+        self.head = request.removesuffix(b"\r\n")  # the request line and headers, each ended: a reconnect adds one
         self.last_id: bytes | None = None
         self._id_tail = b"\n"  # a stream starts at a line's start
         self.ended_at: float | None = None  # when a live stream ended, until it is resumed
@@ -100,11 +101,8 @@ class TimedStream(CountingStream):
             asyncio.get_running_loop().create_task(self._come_back())
 
     async def _come_back(self) -> None:
-        base = self.request.split(b"Last-Event-ID:", 1)[0].removesuffix(b"\r\n\r\n")
-        if base.endswith(b"\r\n"):
-            base = base[:-2]
         header = b"" if self.last_id is None else b"Last-Event-ID: " + self.last_id + b"\r\n"
-        self.restart(base + b"\r\n" + header + b"\r\n")
+        self.restart(self.head + header + b"\r\n")
         self.parser = EventStreamParser() if self.probe else None
         self._id_tail = b"\n"
         try:
