@@ -2,7 +2,9 @@
 
 1. The candidate starts in shadow (streams/shadow.py): its own consumer group over the catalog log, its own
    tables, compared with the stable read model; it writes nothing customers see.
-2. It must catch up — reach the end of the log and compare its first items — within the policy's time.
+2. It must catch up — reach the end of the log and compare its first items — within the policy's time. Once it
+   has spent `JUDGED_AFTER_S` processing, its time per record is held to the window's threshold already: a
+   candidate several times slower than the stable version is aborted then, not at the end of the catch-up.
 3. For the policy's window, Prometheus is asked at every interval: the share of items that diverge beyond the
    declared expected change, records it failed to apply, its lag, its time per record against the stable
    version's. One breach aborts the canary.
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_POLICY = REPO_ROOT / "deploy" / "canary" / "pricing.toml"
 P99_SLACK_S = 0.025
 NOMINAL_P99_S = 0.01  # what the stable version is held to when Prometheus has never seen it process a record
+JUDGED_AFTER_S = 10.0  # processing time after which a catching-up candidate's time per record is judged
 
 
 class CanaryAborted(Exception):
@@ -206,6 +209,14 @@ async def catch_up(
         if lag is not None and lag <= policy.max_lag and (compared or 0) >= policy.min_items_compared:
             say(f"caught up in {time.monotonic() - started:.0f}s (lag {lag:.0f}, {compared:.0f} items compared)")
             return
+        busy = await instant(session, prometheus, f"sum(feastflow_worker_processing_seconds_sum{{{shadow.selector}}})")
+        if (busy or 0.0) >= JUDGED_AFTER_S:
+            ratio = await processing_ratio(session, prometheus, shadow)
+            if ratio > policy.max_processing_p99_ratio:
+                raise CanaryAborted(
+                    f"{ratio:.1f}x slower per record than the stable version, "
+                    f"{time.monotonic() - started:.0f}s into catching up ({lag or 0:.0f} records behind)"
+                )
         await asyncio.sleep(2)
     raise CanaryAborted(
         f"lag not converging: after {policy.catch_up_timeout_s:.0f}s the candidate is "
@@ -231,24 +242,29 @@ async def watch(
             session, prometheus, f"sum(increase(feastflow_shadow_errors_total{{{selector}}}[{window}])) or vector(0)"
         )
         lag = await instant(session, prometheus, shadow.gauge("lag_records"))
-        # The candidate's last minutes include its catch-up; an idle stable version is judged by its last hour.
-        candidate_p99 = await instant(session, prometheus, _p99(f'agent="shadow",{selector}', "5m"))
-        stable_p99 = await instant(session, prometheus, _p99('agent="catalog"', "1m")) or await instant(
-            session, prometheus, _p99('agent="catalog"', "1h")
-        )
         measured.samples += 1
         measured.divergence_ratio = max(measured.divergence_ratio, diverged / max(compared, 1.0))
         measured.errors = max(measured.errors, errors or 0.0)
         measured.lag = max(measured.lag, float("inf") if lag is None else lag)
         measured.compared_min = compared if measured.compared_min is None else min(measured.compared_min, compared)
-        if candidate_p99 is not None:
-            reference = stable_p99 or NOMINAL_P99_S
-            measured.p99_ratio = max(measured.p99_ratio, max(0.0, candidate_p99 - P99_SLACK_S) / reference)
+        measured.p99_ratio = max(measured.p99_ratio, await processing_ratio(session, prometheus, shadow))
         if breaches := breached(measured, policy):
             print_measurements(measured, policy)
             raise CanaryAborted("; ".join(breaches))
     say(f"held every threshold for {policy.window_s:.0f}s ({measured.samples} measurements)")
     return measured
+
+
+async def processing_ratio(session: aiohttp.ClientSession, prometheus: str, shadow: Shadow) -> float:
+    """The candidate's p99 time per record (less the slack) as a multiple of the stable version's; 0 while the
+    candidate has none. Its last minutes include its catch-up; an idle stable version is judged by its last hour."""
+    candidate_p99 = await instant(session, prometheus, _p99(f'agent="shadow",{shadow.selector}', "5m"))
+    if candidate_p99 is None:
+        return 0.0
+    stable_p99 = await instant(session, prometheus, _p99('agent="catalog"', "1m")) or await instant(
+        session, prometheus, _p99('agent="catalog"', "1h")
+    )
+    return max(0.0, candidate_p99 - P99_SLACK_S) / (stable_p99 or NOMINAL_P99_S)
 
 
 def _p99(selector: str, window: str) -> str:
