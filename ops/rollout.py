@@ -26,6 +26,7 @@ import logging
 import secrets
 import shutil
 import socket
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -222,11 +223,14 @@ def _next_name(name: str) -> str:
 
 
 class Say:
+    """A line for the operator, with the seconds since the command began: where a rollout spends its time."""
+
     def __init__(self, prefix: str = "rollout") -> None:
         self.prefix = prefix
+        self.started = time.monotonic()
 
     def __call__(self, line: str) -> None:
-        print(f"{self.prefix}: {line}", flush=True)
+        print(f"{self.prefix} +{time.monotonic() - self.started:.1f}s: {line}", flush=True)
 
 
 async def rollout(
