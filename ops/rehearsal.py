@@ -29,6 +29,7 @@ from ops.sse_client import Backoff, EventSource, ServerSentEvent
 CITY = "blr"
 RESTAURANT = "rehearsal"
 ITEMS = 20
+PREPARED_WITHIN_S = 30.0  # for the rehearsal's restaurant to be applied and every client to have its menu
 
 
 @dataclass
@@ -82,6 +83,7 @@ class MenuClient:
     ledger: Ledger
     seen: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     source: EventSource | None = None
+    has_menu: asyncio.Event = field(default_factory=asyncio.Event)  # its first snapshot arrived
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
@@ -89,6 +91,8 @@ class MenuClient:
             async for event in self.source.events():
                 if event.type == "item":
                     self._record(event)
+                elif event.type == "snapshot":
+                    self.has_menu.set()
 
     def _record(self, event: ServerSentEvent) -> None:
         item = event.json()
@@ -249,12 +253,20 @@ async def prepare(gateway: str, token: str) -> None:
         }
         for n in range(ITEMS)
     ]
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
-        session.post(f"{gateway}/v1/admin/events", json={"events": events}) as response,
-    ):
-        response.raise_for_status()
-    await asyncio.sleep(2)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        async with session.post(f"{gateway}/v1/admin/events", json={"events": events}) as response:
+            response.raise_for_status()
+            last = (await response.json())["event_ids"][-1]
+        deadline = time.monotonic() + PREPARED_WITHIN_S  # orders and menu reads need the restaurant
+        while await _status(session, f"{gateway}/v1/admin/events/{last}") != "applied":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the rehearsal's restaurant was not applied within {PREPARED_WITHIN_S:.0f}s")
+            await asyncio.sleep(0.1)
+
+
+async def _status(session: aiohttp.ClientSession, url: str) -> str | None:
+    async with session.get(url) as response:
+        return (await response.json()).get("status") if response.status == 200 else None
 
 
 Deploy = Callable[[], Awaitable[object]]
@@ -272,7 +284,9 @@ async def rehearse(
     stop = asyncio.Event()  # ends the traffic; clients keep listening until everything settled
     clients = [MenuClient(f"{gateway}/v1/cities/{CITY}/menu/stream", ledger) for _ in range(sizes.sse_clients)]
     tasks = [asyncio.create_task(c.run()) for c in clients]
-    await asyncio.sleep(2)
+    with contextlib.suppress(TimeoutError):  # one that never connects shows as missing every change
+        async with asyncio.timeout(PREPARED_WITHIN_S):
+            await asyncio.gather(*(c.has_menu.wait() for c in clients))
     tasks += [asyncio.create_task(read_menus(gateway, ledger, stop)) for _ in range(sizes.menu_readers)]
     tasks.append(asyncio.create_task(change_prices(gateway, admin, ledger, stop)))
     tasks.append(asyncio.create_task(place_orders(gateway, settings.jwt_secret, ledger, stop)))
