@@ -92,25 +92,30 @@ class Subscriber:
     overflowed: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(self, delivery: Delivery) -> bool:
+        """Write the delivery to the client (or keep it until the client is live). True when some of its bytes
+        still wait for the client's socket: the feed then coalesces what comes next (CityFeed._settle)."""
         if self.overflowed:
-            return
+            return False
         if self.transport is None:
             self.pending.extend(delivery.entries)
             self.pending_bytes += len(delivery.body)
             if self.pending_bytes > self.max_pending_bytes:
                 self._overflow()
-            return
+            return False
         if delivery.newest <= self.last_order:
-            return
+            return self.unsent()
         if delivery.entries[0].order > self.last_order:
             self.transport.write(self._shared_bytes(delivery))
         else:  # rare: the batch straddles what this client already has
             self._write([e for e in delivery.entries if e.order > self.last_order])
         self.last_order = delivery.newest
         events_sent(self.kind).inc(len(delivery.entries))
-        if self.transport.get_write_buffer_size() > self.max_pending_bytes:
+        waiting = self.transport.get_write_buffer_size()
+        if waiting > self.max_pending_bytes:
             self._overflow()
+            return False
+        return waiting > 0 and not self.transport.is_closing()
 
     def unsent(self) -> bool:
         """Whether bytes written to this live client are still waiting for its socket to take them."""
@@ -236,12 +241,12 @@ class CityFeed:
         self.position = delivery.newest
         for subscriber in tuple(self.subscribers):
             try:
-                subscriber.deliver(delivery)
+                waiting = subscriber.deliver(delivery)
             except Exception:  # one broken connection never stops the broadcast
                 logger.exception("dropping a subscriber of %s", self.city)
                 subscriber._overflow()
                 continue
-            if subscriber.unsent():
+            if waiting:
                 self.behind.add(subscriber)
 
 

@@ -375,3 +375,15 @@ async def test_a_rebuild_in_the_feed_starts_every_client_over_from_a_snapshot_th
     assert rebuilt[0] in [entry_id.decode() for entry_id, _ in read]
     # The snapshot carries the menu's cursor (the newest change it includes), so that change is not sent again.
     assert events_in(transport.written) == [(change[0], "item_price_changed"), (after[0], "snapshot")]
+
+
+def test_delivering_says_whether_the_clients_socket_left_bytes_waiting() -> None:
+    subscriber, transport = live_subscriber()
+    assert subscriber.deliver(Delivery(entries("1-0"))) is False  # the socket took it all
+
+    transport.buffered = 10
+    assert subscriber.deliver(Delivery(entries("2-0"))) is True
+    assert subscriber.deliver(Delivery(entries("2-0"))) is True  # nothing new for it, still waiting
+
+    transport.closing = True
+    assert subscriber.deliver(Delivery(entries("3-0"))) is False  # a closing connection is not waited for
