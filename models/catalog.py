@@ -175,6 +175,11 @@ class _Overlay:
                 yield pending
 
 
+def overlay(view: CatalogView, outcome: BatchOutcome) -> CatalogView:
+    """`view` as it will stand once `outcome` is written: to apply records on top of ones not yet written."""
+    return _Overlay(view, outcome)
+
+
 def apply_batch(view: CatalogView, batch: EventBatch, position: int, currency: str) -> BatchOutcome:
     """Apply every event of a batch, all or nothing. Pure: the caller persists what comes back."""
     outcome = BatchOutcome()

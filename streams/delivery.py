@@ -75,6 +75,19 @@ class DeliveryGuard:
         self._processed[message.tp].add(message.offset)
         self._expected[message.tp] = message.offset + 1
 
+    def staged(self, message: Message) -> None:
+        """Admitted into a group of records written together: the next offset may be admitted too, but this one
+        may not be committed until the group is `processed` (or is read again after `unstaged`)."""
+        self._last_activity = time.monotonic()
+        self._expected[message.tp] = message.offset + 1
+
+    def unstaged(self, messages: list[Message]) -> None:
+        """The group was not written: its partitions expect its first records again (what was read after them
+        is refused by `admit`, which rewinds the partition to them)."""
+        for message in reversed(messages):
+            if self._expected.get(message.tp, -1) > message.offset:
+                self._expected[message.tp] = message.offset
+
     def may_ack(self, message: Message) -> bool:
         if message.topic not in self.guarded_topics:
             return True

@@ -3,14 +3,14 @@ order from the committed position, a hole rewinds to the first unprocessed offse
 processed event, and a commit never passes an offset that was not processed."""
 
 import pytest
-from faust.types import TP
+from faust.types import TP, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.topics import catalog_topic_name, dead_letter_topic_name
 from streams import delivery
 from streams.delivery import REWIND_DEBOUNCE_S, STALL_REWIND_AFTER_S, ReplayWouldSkip
-from tests.support.fakes import FakeClock, GuardedPipeline, fake_message, guarded_pipeline
+from tests.support.fakes import FakeClock, GuardedPipeline, fake_event, fake_message, guarded_pipeline
 
 CATALOG = catalog_topic_name("unit")
 UNGUARDED = dead_letter_topic_name("unit")
@@ -136,6 +136,50 @@ async def test_a_rewind_to_another_offset_is_not_debounced(pipeline: GuardedPipe
     await pipeline.handle(TP0, 4)
 
     assert pipeline.kafka.seeks == [(TP0, 1), (TP0, 2)]
+
+
+# ---- records processed in groups (streams.guarded_agent) ----
+
+
+async def stage(pipeline: GuardedPipeline, tp: TP, *offsets: int) -> list[Message]:
+    """Admit records into a group, as the agent does before writing them together."""
+    staged = []
+    for offset in offsets:
+        message = fake_message(tp, offset)
+        assert await pipeline.guard.admit(pipeline.app, fake_event(message)), offset
+        pipeline.guard.staged(message)
+        staged.append(message)
+    return staged
+
+
+async def test_a_group_is_admitted_in_order_and_committed_only_once_it_is_processed(pipeline: GuardedPipeline) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=0)
+    group = await stage(pipeline, TP0, 0, 1, 2)
+
+    assert not await pipeline.guard.admit(pipeline.app, fake_event(fake_message(TP0, 1)))  # no record twice
+    for message in group[:2]:  # an ack before the group is written releases, never commits
+        pipeline.consumer.ack(message)
+    assert pipeline.commit(TP0) is None
+
+    for message in group:
+        pipeline.guard.processed(message)
+        pipeline.consumer.ack(message)
+    assert pipeline.commit(TP0) == 3
+
+
+async def test_a_group_left_unwritten_is_read_again_from_its_first_record(pipeline: GuardedPipeline) -> None:
+    pipeline.kafka.partition(TP0, end=10, committed=0)
+    await pipeline.handle(TP0, 0)
+    group = await stage(pipeline, TP0, 1, 2, 3)
+
+    pipeline.guard.unstaged(group)
+    for message in group:
+        pipeline.consumer.ack(message)
+
+    assert not await pipeline.handle(TP0, 4)  # read ahead before the group failed
+    assert pipeline.kafka.seeks == [(TP0, 1)]
+    assert await pipeline.handle(TP0, 1)
+    assert pipeline.commit(TP0) == 2
 
 
 async def test_a_replay_reprocesses_from_the_requested_offset_even_right_after_a_rewind(

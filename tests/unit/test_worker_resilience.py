@@ -1,6 +1,7 @@
 """The catalog agent's write unit, the dead-letter path, the timers and the stuck bound, with fakes for Kafka,
 Redis and PostgreSQL: a refusal leaves nothing visible and parks the record; an outage is waited out."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from streams.health import WorkerHealth
 from streams.projection import ProjectionResult
 from streams.state import CatalogTables
 from streams.timers import ride_out_failures
+from tests.support.fakes import FakeEvent
 
 # ---- fakes ----
 
@@ -69,10 +71,13 @@ class FakeProjection:
     journal: Journal
     failures: list[Exception] = field(default_factory=list)
     refused: list[tuple[list[str], str]] = field(default_factory=list)
+    refuse_positions: set[int] = field(default_factory=set)  # what Redis refuses every time
 
-    async def apply(self, *args: Any) -> ProjectionResult:
+    async def apply(self, city: str, currency: str, position: int, *rest: Any) -> ProjectionResult:
         if self.failures:
             raise self.failures.pop(0)
+        if position in self.refuse_positions:
+            raise redis_errors.ResponseError("ERR Error running script")
         self.journal.entries.append("redis projection")
         return ProjectionResult.APPLIED
 
@@ -113,27 +118,45 @@ def fake_worker(pool: FakePool, projection: FakeProjection, producer: FakeProduc
 
 def item_upserted_record(name: str = "Masala Dosa") -> SimpleNamespace:
     """A restaurant and one of its dishes, in one record as the API writes it."""
-
-    def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "event_id": uuid.uuid4().hex,
-            "type": kind,
-            "schema_version": 1,
-            "city": "blr",
-            "occurred_at": "2026-11-30T10:00:00.000000Z",
-            "actor": "admin:test",
-            "expected_version": None,
-            "request_id": None,
-            "data": data,
-        }
-
     dish = {"restaurant_id": "dosa", "item_id": "dosa-1", "name": name, "category": "Mains", "price_cents": 900}
-    events = [
-        event("restaurant.upserted", {"restaurant_id": "dosa", "name": "Dosa Corner"}),
-        event("item.upserted", dish),
-    ]
-    value = orjson.dumps({"batch_id": uuid.uuid4().hex, "city": "blr", "events": events})
-    return SimpleNamespace(topic="ns.catalog-events", partition=2, offset=41, key=b"blr", value=value)
+    return record(
+        41, event("restaurant.upserted", {"restaurant_id": "dosa", "name": "Dosa Corner"}), event("item.upserted", dish)
+    )
+
+
+def price_set_record(offset: int, price_cents: int) -> SimpleNamespace:
+    """A new price for the dish of item_upserted_record."""
+    return record(
+        offset, event("price.set", {"restaurant_id": "dosa", "item_id": "dosa-1", "price_cents": price_cents})
+    )
+
+
+def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": kind,
+        "schema_version": 1,
+        "city": "blr",
+        "occurred_at": "2026-11-30T10:00:00.000000Z",
+        "actor": "admin:test",
+        "expected_version": None,
+        "request_id": None,
+        "data": data,
+    }
+
+
+def record(offset: int, *events: dict[str, Any], value: bytes | None = None) -> SimpleNamespace:
+    value = value or orjson.dumps({"batch_id": uuid.uuid4().hex, "city": "blr", "events": list(events)})
+    return SimpleNamespace(topic="ns.catalog-events", partition=2, offset=offset, key=b"blr", value=value)
+
+
+def as_events(*records: SimpleNamespace) -> list[Any]:
+    """Records as the agent hands a group over: Faust events."""
+    return [FakeEvent(cast(Any, record)) for record in records]
+
+
+def dish(worker: Worker) -> dict[str, Any]:
+    return dict(orjson.loads(worker.tables.items[b"blr/dosa-1"]))
 
 
 # ---- the catalog agent's write unit ----
@@ -191,6 +214,66 @@ async def test_a_redis_outage_is_waited_out_and_the_unit_written_once_it_is_back
     audit = ["pg BEGIN", "pg INSERT", "pg INSERT"]
     assert journal.entries == [*audit, "pg ROLLBACK", *audit, "pg ROLLBACK", *audit, "redis projection", "pg COMMIT"]
     assert worker.tables.items and not producer.sent and worker.health.retries() == []
+
+
+# ---- records written together (streams.guarded_agent reads them in groups) ----
+
+
+async def test_records_waiting_behind_each_other_are_written_in_one_unit_each_on_top_of_the_last() -> None:
+    journal = Journal()
+    worker = fake_worker(FakePool(journal), FakeProjection(journal), producer := FakeProducer())
+    await catalog_agent.process_group(
+        worker, as_events(item_upserted_record(), price_set_record(42, 1000), price_set_record(43, 1100))
+    )
+    audit = ["pg INSERT"] * 4
+    assert journal.entries == ["pg BEGIN", *audit, *["redis projection"] * 3, "pg COMMIT"]
+    assert (dish(worker)["base_price_cents"], dish(worker)["version"]) == (1100, 3)
+    assert worker.applied_positions["blr"] == 43 and not producer.sent
+
+
+async def test_a_record_refused_inside_a_unit_is_parked_alone_and_the_others_are_written() -> None:
+    journal = Journal()
+    projection = FakeProjection(journal, refuse_positions={42})
+    worker = fake_worker(FakePool(journal), projection, producer := FakeProducer())
+    await catalog_agent.process_group(
+        worker, as_events(item_upserted_record(), price_set_record(42, 1000), price_set_record(43, 1100))
+    )
+    assert journal.entries == [
+        *["pg BEGIN", *["pg INSERT"] * 4, "redis projection", "pg ROLLBACK"],  # the unit: refused at 42
+        *["pg BEGIN", "pg INSERT", "pg INSERT", "redis projection", "pg COMMIT"],  # 41 again, alone
+        *["pg BEGIN", "pg INSERT", "pg ROLLBACK"],  # 42 alone: refused again
+        *["pg BEGIN", "pg INSERT", "redis projection", "pg COMMIT"],  # 43, applied on what 41 left
+    ]
+    assert [(letter["kind"], letter["offset"]) for letter in producer.sent] == [("projection_refused", 42)]
+    assert (dish(worker)["base_price_cents"], dish(worker)["version"]) == (1100, 2)  # 42 never happened
+
+
+async def test_a_record_that_cannot_be_used_ends_the_unit_before_it() -> None:
+    journal = Journal()
+    worker = fake_worker(FakePool(journal), FakeProjection(journal), producer := FakeProducer())
+    garbage = record(42, value=b"{not json")
+    await catalog_agent.process_group(worker, as_events(item_upserted_record(), garbage, price_set_record(43, 1100)))
+    assert journal.entries == [
+        *["pg BEGIN", "pg INSERT", "pg INSERT", "redis projection", "pg COMMIT"],
+        *["pg BEGIN", "pg INSERT", "redis projection", "pg COMMIT"],
+    ]
+    assert [(letter["kind"], letter["offset"]) for letter in producer.sent] == [("undecodable", 42)]
+    assert dish(worker)["base_price_cents"] == 1100
+
+
+async def test_the_agent_takes_every_record_already_waiting_and_never_waits_for_more() -> None:
+    waiting: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(guarded_agent.MAX_GROUP + 3):
+        waiting.put_nowait(n)
+    reader = asyncio.create_task(asyncio.sleep(3600))
+    groups = guarded_agent._groups(cast(Any, waiting), reader)
+    assert await anext(groups) == list(range(guarded_agent.MAX_GROUP))
+    assert await anext(groups) == [guarded_agent.MAX_GROUP, guarded_agent.MAX_GROUP + 1, guarded_agent.MAX_GROUP + 2]
+    waiting.put_nowait(99)
+    assert await anext(groups) == [99]
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the reader ended: so do the groups, with its outcome
+        await anext(groups)
 
 
 # ---- the dead-letter path on Kafka errors ----
