@@ -15,9 +15,11 @@ Holes become re-reads, and re-reads become duplicates, which the versioned proje
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
@@ -46,6 +48,7 @@ class DeliveryGuard:
         self._processed: dict[TP, set[int]] = defaultdict(set)
         self._last_rewind: dict[TP, tuple[int, float]] = {}
         self._last_activity = time.monotonic()
+        self._working = 0  # agents processing records right now
         self.rewinds = 0
 
     async def admit(self, app: AppT, event: EventT[Any]) -> bool:
@@ -122,6 +125,17 @@ class DeliveryGuard:
         consumer: Any = app.consumer
         await consumer.rewind(tp, offset)
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """An agent processing records (a group of them may take seconds to write) is not sitting idle: the
+        records behind them are waiting, not lost."""
+        self._working += 1
+        try:
+            yield
+        finally:
+            self._working -= 1
+            self._last_activity = time.monotonic()
+
     async def rewind_stalled(self, app: AppT) -> None:
         """Rewind partitions that hold events the agent never received while it sat idle.
 
@@ -129,7 +143,7 @@ class DeliveryGuard:
         fetching never resumed after a rebalance.
         """
         now = time.monotonic()
-        if now - self._last_activity < STALL_REWIND_AFTER_S or not recovery_completed(app):
+        if self._working or now - self._last_activity < STALL_REWIND_AFTER_S or not recovery_completed(app):
             return
         for tp, (expected, end) in (await self.positions(app)).items():
             if expected < end:

@@ -152,7 +152,7 @@ async def _process_group(
             first, last = admitted[0].message, admitted[-1].message
             lane, records = f"{name}[{first.partition}]", f"offsets {first.offset}..{last.offset} ({len(admitted)})"
             started = time.perf_counter()
-            with worker.health.processing(lane, records):
+            with worker.health.processing(lane, records), guard.working():
                 await _process_group_or_each(worker, name, process, process_group, admitted)
             per_record = (time.perf_counter() - started) / len(admitted)
             for event in admitted:

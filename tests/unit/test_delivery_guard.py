@@ -245,6 +245,23 @@ async def test_a_hole_at_the_end_of_a_partition_is_rewound_once_the_partition_si
     assert pipeline.kafka.seeks == [(TP0, 3)]
 
 
+async def test_records_waiting_behind_a_group_in_processing_are_not_taken_for_stalled(
+    pipeline: GuardedPipeline, clock: FakeClock
+) -> None:
+    pipeline.kafka.partition(TP0, end=5, committed=0)
+    pipeline.recovery_completed.set()
+    await stage(pipeline, TP0, 0, 1)
+
+    with pipeline.guard.working():  # writing the group takes long; 2..4 wait behind it
+        clock.advance(2 * STALL_REWIND_AFTER_S)
+        await pipeline.guard.rewind_stalled(pipeline.app)
+    assert pipeline.kafka.seeks == []
+
+    clock.advance(STALL_REWIND_AFTER_S)  # idle after it, and 2..4 never came
+    await pipeline.guard.rewind_stalled(pipeline.app)
+    assert pipeline.kafka.seeks == [(TP0, 2)]
+
+
 async def test_the_watchdog_waits_for_table_recovery(pipeline: GuardedPipeline, clock: FakeClock) -> None:
     pipeline.kafka.partition(TP0, end=5, committed=0)
     clock.advance(STALL_REWIND_AFTER_S)
