@@ -108,7 +108,7 @@ class LocalStack:
         # The data folder (its signing secret, logs, run files) is this stack's whatever code runs.
         env = {**os.environ, "FEASTFLOW_DATA": str(self.settings.data_dir), **extra_env, "PYTHONPATH": str(code)}
         log = str(self.log_dir / f"{name}.log")
-        return os.posix_spawn(
+        pid = os.posix_spawn(
             sys.executable,
             [sys.executable, "-P", "-m", cli_module(code) or "ops.cli", command],
             env,
@@ -119,6 +119,12 @@ class LocalStack:
             ],
             setsid=True,
         )
+        # Until it is recorded as the unit, only this says it runs: a rollout killed part-way (a timeout, ^C)
+        # would leave it running past `make stop`, still writing under its own fencing epoch.
+        started = self.run_dir / "started"
+        started.mkdir(parents=True, exist_ok=True)
+        (started / f"{name}-{pid}.pid").write_text(f"{pid}\n")
+        return pid
 
     def record(self, name: str, pid: int) -> None:
         (self.run_dir / f"{name}.pid").write_text(f"{pid}\n")

@@ -95,6 +95,13 @@ apps_down() {
     for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/worker.pid; do
         stop_pidfile "$(basename "$pidfile" .pid)" "$pidfile" "$UNIT_PATTERN" 30
     done
+    # Units a rollout or canary started and never recorded (it was killed part-way): stopped too.
+    for pidfile in "$RUN_DIR"/started/*.pid; do
+        if pid_alive "$pidfile" "$UNIT_PATTERN"; then
+            stop_pidfile "$(basename "$pidfile" .pid) (left by a rollout)" "$pidfile" "$UNIT_PATTERN" 30
+        fi
+        rm -f "$pidfile"
+    done
     forget_scrape_targets
 }
 
