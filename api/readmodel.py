@@ -1,12 +1,13 @@
 """Reading the menu read model from Redis: whole menus for snapshots, feed history for resumes."""
 
 import asyncio
+import functools
 import gzip
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -71,12 +72,46 @@ class Menu:
         return gzip.compress(self.body, compresslevel=6, mtime=0)
 
 
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class FreshReads(Generic[K, T]):
+    """Concurrent reads of one key share one round trip, but only a read that began after the caller asked.
+
+    An SSE client subscribes to its city's feed before it reads; a read begun before that could miss a change
+    its subscription did not see either. A read begun after it can miss nothing, and every client that asked
+    before it began shares it: a storm of clients costs a few reads, not one each."""
+
+    def __init__(self) -> None:
+        self._reading: dict[K, tuple[float, asyncio.Future[T]]] = {}
+
+    async def read(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
+        asked_at = time.monotonic()
+        while True:
+            current = self._reading.get(key)
+            if current is None:
+                reading: asyncio.Future[T] = asyncio.ensure_future(load())
+                self._reading[key] = (time.monotonic(), reading)
+                reading.add_done_callback(functools.partial(self._forget, key))
+                return await asyncio.shield(reading)
+            started_at, reading = current
+            if started_at >= asked_at:
+                return await asyncio.shield(reading)
+            await asyncio.wait([reading])  # too old for this caller: let it finish, then share the next one
+
+    def _forget(self, key: K, done: "asyncio.Future[T]") -> None:
+        if (current := self._reading.get(key)) is not None and current[1] is done:
+            del self._reading[key]
+
+
 class MenuReader:
     def __init__(self, redis: Redis, namespace: str) -> None:
         self._redis = redis
         self._namespace = namespace
         self._cache: dict[str, Menu] = {}
-        self._loading: dict[str, tuple[float, asyncio.Future[Menu]]] = {}
+        self._menus: FreshReads[str, Menu] = FreshReads()
+        self._histories: FreshReads[tuple[str, str, int], list[FeedEntry] | None] = FreshReads()
 
     def keys(self, city: str) -> CityKeys:
         return city_keys(self._namespace, city)
@@ -88,35 +123,19 @@ class MenuReader:
     async def menu(self, city: str, covering: tuple[int, int] | None = None) -> Menu:
         """The whole menu with the cursor it reflects, read in one transaction so the two agree.
 
-        Served from memory while the cursor has not moved; concurrent misses for a city share one read,
-        but only a read that began after this call did: an SSE client subscribes before asking, and a read
-        begun earlier could miss a change its subscription did not see either.
+        Served from memory while the cursor has not moved; concurrent misses for a city share one read
+        (FreshReads: only one begun after this call).
 
         `covering`, from an SSE client's feed: the newest change the feed handed out before the client
         subscribed. A menu in memory that already reflects it is all that client needs (every later change
         reaches it through the feed), so a storm of clients joining the feed costs Redis nothing.
         """
-        asked_at = time.monotonic()
         cached = self._cache.get(city)
         if cached is not None and covering is not None and stream_order(cached.cursor) >= covering:
             return cached
         if cached is not None and cached.cursor == await self.cursor(city):
             return cached
-        while True:
-            current = self._loading.get(city)
-            if current is None:
-                loading: asyncio.Future[Menu] = asyncio.ensure_future(self._load(city))
-                self._loading[city] = (time.monotonic(), loading)
-                loading.add_done_callback(lambda done: self._forget_load(city, done))
-                return await asyncio.shield(loading)
-            started_at, loading = current
-            if started_at >= asked_at:
-                return await asyncio.shield(loading)
-            await asyncio.wait([loading])  # too old for us: let it finish, then share the next one
-
-    def _forget_load(self, city: str, done: "asyncio.Future[Menu]") -> None:
-        if self._loading.get(city, (0.0, None))[1] is done:
-            del self._loading[city]
+        return await self._menus.read(city, functools.partial(self._load, city))
 
     async def _load(self, city: str) -> Menu:
         keys = self.keys(city)
@@ -144,9 +163,16 @@ class MenuReader:
         return orjson.loads(raw) if raw else None
 
     async def history_after(self, city: str, last_id: str, limit: int) -> list[FeedEntry] | None:
-        """Exactly the entries after `last_id`, or None when that position is no longer retained."""
+        """Exactly the entries after `last_id`, or None when that position is no longer retained. Clients
+        resuming from one id at once (a drained pod's, all caught up when it closed) share one read
+        (FreshReads). The list is shared: read it, never change it."""
         if not valid_entry_id(last_id) or last_id == NO_CURSOR:
             return None
+        return await self._histories.read(
+            (city, last_id, limit), functools.partial(self._read_history, city, last_id, limit)
+        )
+
+    async def _read_history(self, city: str, last_id: str, limit: int) -> list[FeedEntry] | None:
         keys = self.keys(city)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(keys.feed, min=f"({last_id}", max="+", count=limit + 1)

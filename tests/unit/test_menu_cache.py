@@ -1,9 +1,11 @@
 """A pod's menu in memory: served without Redis to an SSE client whose feed position it covers (a storm of
-clients costs Redis nothing), read again when the feed has handed out something newer than it."""
+clients costs Redis nothing), read again when the feed has handed out something newer than it; concurrent
+reads (menus, resumes from one id) shared, but never one begun before the caller asked."""
 
+import asyncio
 from typing import Any, cast
 
-from api.readmodel import MenuReader
+from api.readmodel import FreshReads, MenuReader
 from core.redis_keys import city_keys
 from tests.support.fakes import FakeRedis
 
@@ -52,3 +54,33 @@ async def test_without_a_feed_position_the_cursor_in_redis_decides() -> None:
     set_cursor(redis, "9-0")
 
     assert (await reader.menu("blr")).cursor == "9-0"
+
+
+async def test_callers_share_a_read_begun_after_they_asked_and_never_one_begun_before() -> None:
+    reads: FreshReads[str, int] = FreshReads()
+    begun: list[int] = []
+    release = asyncio.Event()
+
+    async def load() -> int:
+        begun.append(len(begun))
+        await release.wait()
+        return begun[-1]
+
+    first = asyncio.create_task(reads.read("blr", load))
+    await asyncio.sleep(0)  # its read has begun
+    storm = [asyncio.create_task(reads.read("blr", load)) for _ in range(100)]
+    await asyncio.sleep(0)
+    release.set()
+
+    assert await first == 0
+    assert await asyncio.gather(*storm) == [1] * 100  # none took the read begun before it asked; one read for all
+    assert begun == [0, 1]
+
+
+async def test_a_storm_of_clients_resuming_from_one_id_reads_the_feed_once() -> None:
+    redis = CountingRedis()
+    set_cursor(redis, "7-0")
+    reader = MenuReader(cast(Any, redis), "unit")
+    histories = await asyncio.gather(*(reader.history_after("blr", "7-0", 100) for _ in range(500)))
+    assert histories == [[]] * 500  # caught up: nothing after 7-0
+    assert redis.reads == 2  # the first client's read, then one for the 499 who asked once it had begun
