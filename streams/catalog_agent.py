@@ -62,7 +62,11 @@ logger = logging.getLogger(__name__)
 
 def register_catalog_agent(worker: Worker) -> None:
     name = "shadow" if worker.service is WorkerService.SHADOW else "catalog"
-    register_guarded_agent(worker, worker.catalog_topic, name, process_record, process_group)
+    # Groups save commits, so only a service that writes the read model takes records in groups; the others
+    # (orders, shadow) keep each record's own time in feastflow_worker_processing_seconds, which the canary
+    # compares as it comes, record by record.
+    grouped = process_group if worker.service.projects_catalog else None
+    register_guarded_agent(worker, worker.catalog_topic, name, process_record, grouped)
 
 
 class Fenced(Exception):

@@ -53,11 +53,11 @@ CRASHES = {
         "    async def compare_with_stable() -> None:\n        os._exit(3)\n",
     )
 }
-SLOW = {
+SLOW = {  # every record, alone or in a group, is prepared here
     "streams/catalog_agent.py": (
-        "async def process_record(worker: Worker, message: Any) -> None:\n",
-        "async def process_record(worker: Worker, message: Any) -> None:\n"
-        '    await __import__("asyncio").sleep(0.5)  # a slow candidate: two records a second\n',
+        "    await worker.handover.decided.wait()  # whether this generation holds the log (streams.handover)\n",
+        "    await worker.handover.decided.wait()  # whether this generation holds the log (streams.handover)\n"
+        '    await __import__("asyncio").sleep(1.0)  # a slow candidate: one record a second\n',
     ),
 }
 
@@ -138,7 +138,7 @@ async def test_a_slow_candidate_is_aborted_even_when_nothing_changes(tmp_path: P
 
 
 async def test_a_candidate_that_cannot_keep_up_with_the_log_is_aborted(tmp_path: Path) -> None:
-    """Ten changes a second against a candidate that applies two: its lag can only grow."""
+    """Ten changes a second against a candidate that applies one: its lag can only grow."""
     settings = Settings.from_env()
     before = running_code(settings)
     candidate = str(build(tmp_path, "slow", SLOW))
