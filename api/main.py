@@ -3,8 +3,10 @@ holds) and `serve`, which runs it until SIGTERM and drains. The entry point is a
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiopg
 from aiohttp import web
@@ -177,4 +179,33 @@ async def serve(app: web.Application, settings: Settings, reuse_port: bool = Fal
     READY_GAUGE.set(0)
     logger.info("draining: not ready, serving on for %.1fs before closing", settings.pre_stop_s)
     await asyncio.sleep(settings.pre_stop_s)
-    await runner.cleanup()
+    await finish_within(runner.cleanup(), settings.drain_s + CLEANUP_SLACK_S)
+
+
+CLEANUP_SLACK_S = 10.0  # past drain_s, for the clients to be told and the connections to its stores to close
+
+
+async def finish_within(cleanup: Awaitable[None], bound_s: float, exit_now: Callable[[int], object] = os._exit) -> None:
+    """A pod exits within its bound: a shutdown step that hangs (seen on a saturated box: one process of a drained
+    pod served on for minutes, cause not found yet) is logged with every task still pending, and the process ends
+    anyway. Clients were told to reconnect first; an admin request still waiting on Kafka got no 2xx."""
+    closing = asyncio.ensure_future(cleanup)
+    done, _ = await asyncio.wait({closing}, timeout=bound_s)
+    if closing in done:
+        closing.result()
+        return
+    pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task() and task is not closing]
+    logger.error(
+        "draining: not done %.0fs after it began; exiting with %d tasks pending: %s",
+        bound_s,
+        len(pending),
+        "; ".join(_where(task) for task in [closing, *pending][:20]),
+    )
+    exit_now(1)
+
+
+def _where(task: "asyncio.Task[Any] | asyncio.Future[Any]") -> str:
+    stack = task.get_stack(limit=1) if isinstance(task, asyncio.Task) else []
+    at = f" at {stack[0].f_code.co_filename}:{stack[0].f_lineno}" if stack else ""
+    name = getattr(task.get_coro(), "__qualname__", repr(task)) if isinstance(task, asyncio.Task) else repr(task)
+    return f"{name}{at}"
