@@ -386,7 +386,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     clients_counted = sum(len(r.counted) + len(r.probe_changes) for r in results)
     delivered = sum(sum(r.counted) + sum(len(p) for p in r.probe_changes) for r in results)
-    expected = (changes - sent.post_failures) * clients_counted
+    # A POST answered with an error after waiting long (a saturated box) may have reached Kafka all the same: a
+    # change a probe client received was published, and every client is owed it.
+    published_anyway = sent.failed & {n for r in results for probe in r.probe_changes for n, _ in probe}
+    expected = (changes - sent.post_failures + len(published_anyway)) * clients_counted
     return {
         "clients": args.clients,
         "processes": processes,
@@ -415,6 +418,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "changes_sent": changes,
         "post_failures": sent.post_failures,
+        "failed_but_published": len(published_anyway),
         "deliveries_per_s": delivered / args.duration,
         "missing": expected - delivered,
         "dropped": sum(r.dropped for r in results),
@@ -442,7 +446,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "admin changes sent",
             f"{report['changes_sent']} in {report['duration_s']:g} s ({report['rate_per_s']:g}/s asked),"
-            f" {report['post_failures']} failed",
+            f" {report['post_failures']} failed ({report.get('failed_but_published', 0)} published all the same)",
         ),
         ("deliveries/s", f"{report['deliveries_per_s']:,.0f}"),
         ("events missing / streams dropped", f"{report['missing']} / {report['dropped']}"),

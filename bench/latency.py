@@ -36,6 +36,7 @@ class Results:
     sent_at: dict[int, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     post_failures: int = 0
+    failed: set[int] = field(default_factory=set)  # the changes whose POST was not answered 202
     drained_item_events: int = 0
     probe_item_events: int = 0
     dropped_clients: int = 0
@@ -112,6 +113,7 @@ async def publish_changes(gateway: str, headers: dict[str, str], rate: float, du
             async with session.post(f"{gateway}/v1/admin/events", json=body, headers=headers) as response:
                 if response.status != 202:
                     results.post_failures += 1
+                    results.failed.add(n)
 
         started = time.perf_counter()
         while time.perf_counter() - started < duration:
