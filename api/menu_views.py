@@ -16,6 +16,10 @@ from models.cities import City
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 10_000
+# A browser revalidates on every use (a 304 and no body when it holds the current version); a shared cache (the
+# gateway, a CDN) may answer from a copy up to a second old. The body's cursor says how far it reaches: the stream
+# opened from it sends everything after, so a customer never misses a change whichever copy it was given.
+MENU_CACHE_CONTROL = "public, max-age=0, s-maxage=1"
 
 
 def _city(request: web.Request) -> City:
@@ -34,8 +38,7 @@ async def list_cities(request: web.Request) -> web.Response:
 async def get_menu(request: web.Request) -> web.Response:
     city = _city(request)
     menu = await request.app[MENUS].menu(city.code)
-    # Revalidated on every use: a client holding the current version gets a 304 and no body.
-    headers = {"Cache-Control": "no-cache"}
+    headers = {"Cache-Control": MENU_CACHE_CONTROL}
     return encoded_response(request, menu.etag, menu.body, lambda: menu.gzipped, "application/json", headers)
 
 

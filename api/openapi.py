@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from api.keys import SETTINGS
+from api.menu_views import MENU_CACHE_CONTROL
 from models.admin_events import ADMIN_DECLARATIONS, AdminBatch
 from models.fields import ID_PATTERN
 from models.orders import OrderRequest, StatusRequest
@@ -131,6 +132,9 @@ def build_document(cities: Sequence[str]) -> dict[str, Any]:
         "/v1/cities/{city}/menu": {
             "get": {
                 "summary": "A city's current menu",
+                "description": f"Cache-Control: {MENU_CACHE_CONTROL} with an ETag: a browser revalidates "
+                "(If-None-Match, 304), a shared cache (the gateway, a CDN) may answer from a copy up to 1 s old. "
+                "Open the stream with the body's cursor as Last-Event-ID to receive every change after it.",
                 "parameters": city,
                 "responses": {"200": _json(_ref("Menu")), **_errors(404, *_READ_ERRORS)},
             }

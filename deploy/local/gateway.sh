@@ -110,6 +110,16 @@ http {
         "~^0 (GET|HEAD)$" $binary_remote_addr;
         default           "";
     }
+    # Menu reads: the pods mark a menu shareable for a second (Cache-Control: s-maxage=1), so the gateway answers
+    # most of them from here, each city's copy refreshed by one request at a time. Keyed by the request line and
+    # whether the client takes gzip (normalised below), never by the raw Accept-Encoding, so odd values cannot
+    # split the cache.
+    proxy_cache_path @DIR@/cache levels=1 keys_zone=feastflow_menus:2m max_size=64m inactive=60s use_temp_path=off;
+    # gzip named, bare or with a q above 0: the only Accept-Encoding a menu read passes on; anything else is plain.
+    map $http_accept_encoding $feastflow_gzip {
+        default "";
+        "~*(^|,)\s*gzip\s*(;\s*q=(1(\.0{0,3})?|0?\.[0-9]{0,2}[1-9]))?\s*(,|$)" gzip;
+    }
     limit_conn_zone $feastflow_client zone=feastflow_streams:10m;
     limit_req_zone $feastflow_reader zone=feastflow_reads:10m rate=@READ_RATE@r/s;
     limit_conn_status 429;
@@ -160,6 +170,24 @@ http {
             proxy_buffering off;
             proxy_cache off;
             proxy_read_timeout 1h;
+        }
+
+        location ~ ^/v1/cities/[^/]+/menu$ {
+            limit_req zone=feastflow_reads burst=@READ_BURST@ nodelay;
+            proxy_pass http://feastflow_api;
+@PROXY@
+            proxy_set_header Accept-Encoding $feastflow_gzip;
+            proxy_cache feastflow_menus;
+            proxy_cache_key "$request_uri $feastflow_gzip";
+            proxy_ignore_headers Vary;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 5s;
+            proxy_cache_use_stale updating;
+            proxy_buffering on;
+            proxy_buffers 16 16k;
+            proxy_read_timeout 30s;
+            # HIT, MISS, EXPIRED, UPDATING...: how the gateway answered.
+            add_header X-Cache $upstream_cache_status always;
         }
 
         location / {
@@ -235,6 +263,8 @@ read -r -d '' PROXY_SETTINGS <<'NGINX' || true
             proxy_set_header X-Request-Id $feastflow_request_id;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            # The gateway's own: a pod's copy would be repeated, or (from a cached answer) another request's.
+            proxy_hide_header X-Request-Id;
             add_header X-Request-Id $feastflow_request_id always;
             # Retry another pod only for failures before a response; "non_idempotent" is deliberately
             # absent, so a POST that may have reached a pod is never sent twice.
@@ -309,7 +339,7 @@ gateway_running() { pid_alive "$NGINX_PIDFILE" "nginx: master"; }
 
 # Writes the new config only when `nginx -t` accepts it, so a bad render never replaces a working one.
 install_config() {
-    mkdir -p "$NGINX_DIR"/{logs,tmp}
+    mkdir -p "$NGINX_DIR"/{logs,tmp,cache}
     render_config >"$NGINX_CONF.new"
     if ! nginx_cmd -t -q -c "$NGINX_CONF.new"; then
         die gateway "rendered config rejected by nginx -t: $NGINX_CONF.new"

@@ -15,12 +15,15 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from multidict import CIMultiDictProxy
 
 from core.settings import REPO_ROOT
 from tests.support.catalog import price_set, publish, restaurant_batch, wait_applied
 from tests.support.contract import assert_contract_answer, assert_error_body
+from tests.support.polling import poll_until
 from tests.support.processes import free_port
-from tests.support.stack import Stack
+from tests.support.sse import SseClient
+from tests.support.stack import Stack, items_by_id
 
 GATEWAY_SH = REPO_ROOT / "deploy" / "local" / "gateway.sh"
 STREAMS_PER_CLIENT = 3
@@ -282,3 +285,82 @@ async def test_a_stream_comes_gzipped_through_the_gateway_to_a_client_that_accep
         assert received < len(text) / 3  # a menu compresses well: the snapshot came gzipped
         await publish(stack, http, price_set("blr", "dosa", "dosa-2", 777))
         await read_until(b'"price_cents":777')
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: "CIMultiDictProxy[str]"
+    body: bytes
+
+    def menu(self) -> dict[str, Any]:
+        menu: dict[str, Any] = orjson.loads(self.body)
+        return menu
+
+
+async def gateway_menu(http: aiohttp.ClientSession, gateway: Gateway, **headers: str) -> Answer:
+    async with http.get(f"{gateway.url}/v1/cities/blr/menu", headers=headers) as response:
+        return Answer(response.status, response.headers, await response.read())
+
+
+async def test_menu_reads_are_answered_from_a_copy_at_most_a_second_old_and_the_stream_fills_the_gap(
+    stack: Stack, gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """The pods mark a menu shareable for a second; the gateway keeps it. A customer handed the older copy opens
+    the stream from that copy's cursor and receives the change the copy does not show yet."""
+    await wait_applied(stack, await publish(stack, http, restaurant_batch("blr", "cache", items=3)))
+
+    async def kept() -> Answer | None:
+        answer = await gateway_menu(http, gateway)
+        return answer if answer.headers.get("X-Cache") == "HIT" else None
+
+    copy = await poll_until(kept, timeout=5, message="the gateway never answered a menu read from its copy")
+    assert copy is not None
+    assert copy.status == 200 and copy.headers["Cache-Control"] == "public, max-age=0, s-maxage=1"
+    assert items_by_id(copy.menu())["cache-0"]["price_cents"] == 1000
+
+    await wait_applied(stack, await publish(stack, http, price_set("blr", "cache", "cache-0", 4242)))
+    assert items_by_id(await stack.menu(http, "blr"))["cache-0"]["price_cents"] == 4242
+
+    async def refreshed() -> bool:
+        answer = await gateway_menu(http, gateway)
+        return answer.status == 200 and items_by_id(answer.menu())["cache-0"]["price_cents"] == 4242
+
+    # The copy is kept 1 s; the refresh that replaces it is one request to a pod.
+    await poll_until(refreshed, timeout=3, message="the gateway kept a menu copy longer than a second")
+
+    async with SseClient(f"{gateway.url}/v1/cities/blr/menu/stream", last_event_id=copy.menu()["cursor"]) as client:
+        events = await client.wait_for(
+            lambda evs: any(e.type == "item" and e.json()["price_cents"] == 4242 for e in evs), timeout=5
+        )
+        assert all(e.type != "snapshot" for e in events)
+
+
+async def test_a_cached_menu_keeps_each_request_its_own_id_encoding_and_304(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    for request_id in ("cached-a", "cached-b"):
+        answer = await gateway_menu(http, gateway, **{"X-Request-Id": request_id})
+        assert answer.headers.getall("X-Request-Id") == [request_id]
+
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        menus = set()
+        for accept in ("gzip, deflate, br", "gzip;q=0", "gzip;q=abc", ";;;,,,", "*;q=1", "identity"):
+            answer = await gateway_menu(raw, gateway, **{"Accept-Encoding": accept})
+            assert answer.status == 200, accept
+            gzipped = answer.headers.get("Content-Encoding") == "gzip"
+            assert gzipped == (accept == "gzip, deflate, br"), accept
+            menus.add(zlib.decompress(answer.body, 31) if gzipped else answer.body)
+        assert len({orjson.dumps(orjson.loads(body)) for body in menus}) == 1
+
+        etag = (await gateway_menu(raw, gateway)).headers["ETag"]
+        answer = await gateway_menu(raw, gateway, **{"If-None-Match": etag})
+        assert (answer.status, answer.body) == (304, b"")
+
+
+async def test_an_unknown_citys_menu_is_never_kept(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    for _ in range(2):
+        async with http.get(f"{gateway.url}/v1/cities/nowhere/menu") as response:
+            error = await assert_contract_answer(response)
+            assert (response.status, error and error["code"]) == (404, "unknown_city")
+            assert response.headers["X-Cache"] == "MISS"
