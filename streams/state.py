@@ -92,14 +92,29 @@ class TableView:
         return decode_pricing(raw) if raw is not None else CityPricing()
 
     def items(self) -> Iterable[ItemState]:
-        return (decode_item(raw) for key, raw in self._tables.items.items() if _text(key).startswith(self._prefix))
+        return (decode_item(raw) for raw in rows_under(self._tables.items, self._prefix.encode()))
 
     def restaurants(self) -> Iterable[RestaurantState]:
-        return (
-            decode_restaurant(raw)
-            for key, raw in self._tables.restaurants.items()
-            if _text(key).startswith(self._prefix)
-        )
+        return (decode_restaurant(raw) for raw in rows_under(self._tables.restaurants, self._prefix.encode()))
+
+
+def rows_under(table: Any, prefix: bytes) -> Iterator[bytes]:
+    """The values of the rows whose key starts with `prefix` (one city's).
+
+    A Faust table on RocksDB seeks to them: keys are sorted, so a city's rows are one run in its partition's
+    database, and repricing a city reads that city only, not every item of every city the worker holds. Any
+    other mapping (the in-memory tables of the unit tests) is scanned."""
+    store: Any = getattr(table, "data", None)
+    if getattr(store, "use_rocksdict", False):
+        for db in store._dbs_for_actives():  # Faust's own: the databases of the partitions assigned here
+            for key, value in db.items(from_key=prefix):
+                if not key.startswith(prefix):
+                    break
+                yield value
+        return
+    for key, value in table.items():
+        if _text(key).startswith(prefix.decode()):
+            yield value
 
 
 def _text(key: bytes | str) -> str:
