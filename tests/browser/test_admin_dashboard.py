@@ -187,7 +187,8 @@ async def test_a_city_pricing_rule_takes_effect_at_its_time_on_the_customer_page
     page = admin.page
     await page.select_option("#city", "ams")
     await expect(page.locator('tr[data-item-id="ams-r01-i001"]')).to_be_visible()
-    starts = datetime.now(UTC) + timedelta(seconds=3)
+    # Whole seconds: the form takes no fraction, and the rule starts at the second typed in.
+    starts = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     await page.fill("#rule-multiplier", "2")
     await page.fill("#rule-name", "Storm surge")
     await page.fill("#rule-effective", starts.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from core.settings import Settings
+from ops.probes import Guardrails
 from ops.rehearsal import Sizes, rehearse
 from ops.rollout import rollout
 
@@ -21,9 +22,13 @@ async def test_a_rolling_deploy_under_traffic_fails_nothing_and_loses_nothing() 
     assert result["menu_reads"] > 1000
 
 
+# What this test is about is which code runs; the guardrails have tests of their own (test_rollback, test_canary).
+QUICK = Guardrails(bake_s=1, watch_s=1)
+
+
 async def test_rolling_to_a_git_ref_runs_that_checkout() -> None:
     settings = Settings.from_env()
-    await rollout(settings, "HEAD", None, only="api")
+    await rollout(settings, "HEAD", None, only="api", guard=QUICK)
     release = settings.data_dir / "releases" / _head()[:12]
     assert _api_pod_code_paths(settings.data_dir / "run") == [f"PYTHONPATH={release}".encode()] * 2
     async with aiohttp.ClientSession() as session:
@@ -31,7 +36,7 @@ async def test_rolling_to_a_git_ref_runs_that_checkout() -> None:
             async with session.get("http://127.0.0.1:8080/v1/cities/blr/menu") as response:
                 assert response.status == 200
             await asyncio.sleep(0.05)
-    await rollout(settings, None, None, only="api")  # and back to this checkout
+    await rollout(settings, None, None, only="api", guard=QUICK)  # and back to this checkout
 
 
 def _head() -> str:

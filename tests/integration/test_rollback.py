@@ -14,7 +14,7 @@ from ops.rollout import RolloutFailed, rollback, rollout
 from tests.support.builds import build, running_code
 
 SIZES = Sizes(sse_clients=30, menu_readers=4, admin_per_s=5.0, orders_per_s=2.0, settle_s=60)
-GUARD = Guardrails(ready_timeout_s=20, bake_s=5, watch_s=10, handover_timeout_s=150, handover_stall_s=60)
+GUARD = Guardrails(ready_timeout_s=20, bake_s=5, watch_s=5, handover_timeout_s=150, handover_stall_s=60)
 
 NEVER_READY = {"api/ops_views.py": ("    ready = not draining and readiness.ok\n", "    ready = False\n")}
 CRASHES_AFTER_READY = {

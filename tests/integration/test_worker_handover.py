@@ -24,7 +24,7 @@ from tests.integration.test_side_by_side import next_version
 from tests.support.builds import build, running_code
 
 SIZES = Sizes(sse_clients=40, menu_readers=4, admin_per_s=10.0, orders_per_s=3.0, settle_s=60)
-GUARD = Guardrails(bake_s=3, watch_s=10, handover_timeout_s=150, handover_stall_s=60)
+GUARD = Guardrails(bake_s=3, watch_s=5, handover_timeout_s=150, handover_stall_s=60)
 FAILOVER_BOUND_S = 10.0
 DURING_ROLL_P99_MS = 500.0  # the goal is 250 ms at full size (README); CI machines are noisier
 

@@ -2,8 +2,10 @@
 on the shared real Kafka, Redis and PostgreSQL, with real worker and API processes."""
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,9 +101,10 @@ class Stack:
         settings = self.settings
         await ensure_topics(settings)
         await migrate(settings.pg_dsn)
-        await asyncio.gather(*(self.start_worker(name) for name in worker_names))
-        for _ in range(api_count):
-            await self.start_api()
+        # Side by side: an API pod needs Redis, Kafka and PostgreSQL, never a worker.
+        await asyncio.gather(
+            *(self.start_worker(name) for name in worker_names), *(self.start_api() for _ in range(api_count))
+        )
         return self
 
     async def start_worker(self, name: str, code: Path | None = None, **extra_env: str) -> Process:
@@ -148,12 +151,16 @@ class Stack:
         return self.workers[name].ready_url.removesuffix("/feastflow/ready/")
 
     def stop(self) -> None:
-        for process in [*self.apis, *self.workers.values()]:
-            if process.alive:
-                try:
-                    process.terminate(timeout=30)
-                except Exception:
-                    process.kill()
+        """Every process is told at once, then waited for: each drains in its own time, not one after another."""
+        running = [process for process in [*self.apis, *self.workers.values()] if process.alive]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(30)
+            except Exception:
+                process.kill()
 
     def redis(self) -> Redis:
         return Redis.from_url(self.env["FEASTFLOW_REDIS_URL"])
