@@ -143,6 +143,9 @@ class DeliveryGuard:
         fetching never resumed after a rebalance.
         """
         now = time.monotonic()
+        if producer_backlogged(app):
+            self._last_activity = now  # the bound starts again once it ebbs
+            return
         if self._working or now - self._last_activity < STALL_REWIND_AFTER_S or not recovery_completed(app):
             return
         for tp, (expected, end) in (await self.positions(app)).items():
@@ -180,6 +183,14 @@ async def _start_position(app: AppT, tp: TP) -> int:
         return int(committed)
     earliest = await consumer.earliest_offsets(tp)
     return int(earliest.get(tp) or 0)
+
+
+def producer_backlogged(app: AppT) -> bool:
+    """Faust hands a record to its agent only once the producer's buffer is back under its bound (a catch-up writes
+    table changelogs faster than they are sent): records held back for that are late, not lost, and rewinding
+    to them would only fetch them again."""
+    buffer: Any = app.producer.buffer
+    return bool(buffer.size > buffer.max_messages)
 
 
 def recovery_completed(app: AppT) -> bool:

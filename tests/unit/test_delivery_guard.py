@@ -262,6 +262,30 @@ async def test_records_waiting_behind_a_group_in_processing_are_not_taken_for_st
     assert pipeline.kafka.seeks == [(TP0, 2)]
 
 
+async def test_records_held_back_while_the_producer_catches_up_are_not_taken_for_stalled(
+    pipeline: GuardedPipeline, clock: FakeClock
+) -> None:
+    pipeline.kafka.partition(TP0, end=5, committed=0)
+    pipeline.recovery_completed.set()
+    buffer = pipeline.app.producer.buffer
+    for _ in range(buffer.max_messages + 1):  # changelog records not yet sent: Faust's conductor holds records back
+        buffer.pending.put_nowait(object())
+
+    clock.advance(2 * STALL_REWIND_AFTER_S)
+    await pipeline.guard.rewind_stalled(pipeline.app)
+    assert pipeline.kafka.seeks == []
+
+    while not buffer.pending.empty():  # it ebbed: the records flow again, the bound starts from here
+        buffer.pending.get_nowait()
+    clock.advance(STALL_REWIND_AFTER_S / 2)
+    await pipeline.guard.rewind_stalled(pipeline.app)
+    assert pipeline.kafka.seeks == []
+
+    clock.advance(STALL_REWIND_AFTER_S)  # and still none came
+    await pipeline.guard.rewind_stalled(pipeline.app)
+    assert pipeline.kafka.seeks == [(TP0, 0)]
+
+
 async def test_the_watchdog_waits_for_table_recovery(pipeline: GuardedPipeline, clock: FakeClock) -> None:
     pipeline.kafka.partition(TP0, end=5, committed=0)
     clock.advance(STALL_REWIND_AFTER_S)
