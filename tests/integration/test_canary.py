@@ -27,7 +27,7 @@ GATEWAY = "http://127.0.0.1:8080"
 CITY = "del"  # the rehearsal traffic uses blr; a surge there would move the prices it checks
 SURGE_BP = 12_000
 POLICY = replace(CanaryPolicy.load(), catch_up_timeout_s=300, window_s=15)
-GUARD = Guardrails(ready_timeout_s=30, bake_s=5, watch_s=5)
+GUARD = Guardrails(ready_timeout_s=30, bake_s=2, watch_s=5)
 
 DESSERTS_TEN_PERCENT_TOO_HIGH = {
     "models/catalog.py": (
