@@ -62,6 +62,7 @@ def trusted_networks(spec: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
 
 
+@lru_cache(maxsize=4096)  # asked on every request, about the few addresses that send them (a gateway's, mostly)
 def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
