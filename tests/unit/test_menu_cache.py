@@ -84,3 +84,14 @@ async def test_a_storm_of_clients_resuming_from_one_id_reads_the_feed_once() -> 
     histories = await asyncio.gather(*(reader.history_after("blr", "7-0", 100) for _ in range(500)))
     assert histories == [[]] * 500  # caught up: nothing after 7-0
     assert redis.reads == 2  # the first client's read, then one for the 499 who asked once it had begun
+
+
+async def test_a_storm_of_clients_checking_the_menu_in_memory_asks_redis_for_the_cursor_twice() -> None:
+    redis = CountingRedis()
+    set_cursor(redis, "7-0")
+    reader = MenuReader(cast(Any, redis), "unit")
+    loaded = await reader.menu("blr")
+    reads = redis.reads
+    menus = await asyncio.gather(*(reader.menu("blr") for _ in range(500)))
+    assert all(menu is loaded for menu in menus)  # the cursor has not moved: the menu in memory
+    assert redis.reads - reads == 2  # the first caller's cursor read, then one for those who asked once it began
