@@ -77,7 +77,7 @@ class TableView:
     def __init__(self, tables: CatalogTables, city: str) -> None:
         self._tables = tables
         self._city = city
-        self._prefix = f"{city}/"
+        self._prefix = record_key(city, "")  # every key of the city's rows starts so
 
     def restaurant(self, restaurant_id: str) -> RestaurantState | None:
         raw = self._tables.restaurants.get(record_key(self._city, restaurant_id))
@@ -92,10 +92,10 @@ class TableView:
         return decode_pricing(raw) if raw is not None else CityPricing()
 
     def items(self) -> Iterable[ItemState]:
-        return (decode_item(raw) for raw in rows_under(self._tables.items, self._prefix.encode()))
+        return (decode_item(raw) for raw in rows_under(self._tables.items, self._prefix))
 
     def restaurants(self) -> Iterable[RestaurantState]:
-        return (decode_restaurant(raw) for raw in rows_under(self._tables.restaurants, self._prefix.encode()))
+        return (decode_restaurant(raw) for raw in rows_under(self._tables.restaurants, self._prefix))
 
 
 def rows_under(table: Any, prefix: bytes) -> Iterator[bytes]:
