@@ -22,10 +22,15 @@ def set_cursor(redis: FakeRedis, cursor: str) -> None:
     redis.hset(city_keys("unit", "blr").meta, {"cursor": cursor})
 
 
-async def test_a_menu_that_covers_the_feed_position_is_served_without_asking_redis() -> None:
+def reader_at(cursor: str) -> tuple[CountingRedis, MenuReader]:
+    """A pod's reader over a Redis whose blr read model stands at `cursor`, counting its reads."""
     redis = CountingRedis()
-    set_cursor(redis, "7-0")
-    reader = MenuReader(cast(Any, redis), "unit")
+    set_cursor(redis, cursor)
+    return redis, MenuReader(cast(Any, redis), "unit")
+
+
+async def test_a_menu_that_covers_the_feed_position_is_served_without_asking_redis() -> None:
+    redis, reader = reader_at("7-0")
     loaded = await reader.menu("blr")
     reads = redis.reads
 
@@ -35,9 +40,7 @@ async def test_a_menu_that_covers_the_feed_position_is_served_without_asking_red
 
 
 async def test_a_feed_ahead_of_the_menu_in_memory_makes_the_pod_read_it_again() -> None:
-    redis = CountingRedis()
-    set_cursor(redis, "7-0")
-    reader = MenuReader(cast(Any, redis), "unit")
+    redis, reader = reader_at("7-0")
     await reader.menu("blr")
     set_cursor(redis, "8-0")  # the worker projected a change, and the feed handed it out
 
@@ -47,9 +50,7 @@ async def test_a_feed_ahead_of_the_menu_in_memory_makes_the_pod_read_it_again() 
 
 
 async def test_without_a_feed_position_the_cursor_in_redis_decides() -> None:
-    redis = CountingRedis()
-    set_cursor(redis, "7-0")
-    reader = MenuReader(cast(Any, redis), "unit")
+    redis, reader = reader_at("7-0")
     await reader.menu("blr")
     set_cursor(redis, "9-0")
 
@@ -78,18 +79,14 @@ async def test_callers_share_a_read_begun_after_they_asked_and_never_one_begun_b
 
 
 async def test_a_storm_of_clients_resuming_from_one_id_reads_the_feed_once() -> None:
-    redis = CountingRedis()
-    set_cursor(redis, "7-0")
-    reader = MenuReader(cast(Any, redis), "unit")
+    redis, reader = reader_at("7-0")
     histories = await asyncio.gather(*(reader.history_after("blr", "7-0", 100) for _ in range(500)))
     assert histories == [[]] * 500  # caught up: nothing after 7-0
     assert redis.reads == 2  # the first client's read, then one for the 499 who asked once it had begun
 
 
 async def test_a_storm_of_clients_checking_the_menu_in_memory_asks_redis_for_the_cursor_twice() -> None:
-    redis = CountingRedis()
-    set_cursor(redis, "7-0")
-    reader = MenuReader(cast(Any, redis), "unit")
+    redis, reader = reader_at("7-0")
     loaded = await reader.menu("blr")
     reads = redis.reads
     menus = await asyncio.gather(*(reader.menu("blr") for _ in range(500)))
