@@ -60,7 +60,7 @@ pid_alive() {
     pid="$(<"$pidfile")"
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     # No pipe into `grep -q`: under pipefail its early exit can fail the pipeline with tr's SIGPIPE.
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1  # stderr first: a pid gone since is no error
     [[ $cmdline =~ $pattern ]]
 }
 
