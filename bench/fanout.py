@@ -34,15 +34,18 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import orjson
 import uvloop
+from redis.asyncio import Redis
 
 from bench.latency import CITY, PRICE_BASE, prepare, publish_changes
 from bench.latency import Results as SendResults
 from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import percentile, report_result
+from core.redis_keys import city_keys
 from core.settings import Settings
 from core.tokens import Role, issue_token
 from ops.sse_client import CountingStream, EventStreamParser, stream_request
@@ -334,6 +337,39 @@ def _children(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in _children(child)]
 
 
+async def watch_feed(settings: Settings, seen: dict[int, float], stop: asyncio.Event) -> None:
+    """When each change reached the city's feed in Redis (the worker's write), on the probes' clock: it splits a
+    change's latency into the way to the read model (admin API, Kafka, worker) and the fan-out after it (pod,
+    gateway, client)."""
+    redis = Redis.from_url(settings.redis_url)
+    key = city_keys(settings.namespace, CITY).feed
+    try:
+        newest = cast(list[Any], await redis.xrevrange(key, count=1))
+        last: bytes = newest[0][0] if newest else b"0-0"
+        while not stop.is_set():
+            for _, entries in cast(list[Any], await redis.xread({key: last}, count=1000, block=100) or []):
+                now = time.monotonic()
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get(b"type") == b"item":
+                        seen.setdefault(orjson.loads(fields[b"data"])["base_price_cents"] - PRICE_BASE, now)
+    finally:
+        await redis.aclose()
+
+
+def latency_split(sent: SendResults, seen: dict[int, float], probes: list[tuple[int, float]]) -> dict[str, Any]:
+    """p50/p99 (ms) of each leg: the POST answered, the change in Redis, and from Redis to the probe clients."""
+
+    def leg(samples: list[float]) -> dict[str, float]:
+        return {"p50": percentile(samples, 0.5) * 1000, "p99": percentile(samples, 0.99) * 1000}
+
+    return {
+        "answered": leg([at - sent.sent_at[n] for n, at in sent.answered_at.items()]),
+        "in_redis": leg([at - sent.sent_at[n] for n, at in seen.items() if n in sent.sent_at]),
+        "fan_out": leg([received - seen[n] for n, received in probes if n in seen]),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.from_env()
     stack = LocalStack(settings)
@@ -368,6 +404,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(2)  # the pods settle (buffers handed back) before their memory is read
     rss_after = pods_rss_bytes(stack)
     sent = SendResults()
+    seen: dict[int, float] = {}
+    stop_watching = asyncio.Event()
+    watching = asyncio.create_task(watch_feed(settings, seen, stop_watching))
     before, started = cpu_times(), time.perf_counter()
     publishing = asyncio.create_task(publish_changes(args.gateway, headers, args.rate, args.duration, sent))
     drained = await drain_a_pod(stack, sent, args.rate) if args.drain else None
@@ -379,6 +418,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         _, result = await asyncio.to_thread(pipe.recv)
         results.append(result)
     load = load_between(before, cpu_times(), time.perf_counter() - started)
+    stop_watching.set()
+    await watching
     for child in children:
         child.join(timeout=30)
     first = [s for r in results for s in r.first_event_s]
@@ -386,13 +427,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     resume_failures: dict[str, int] = {}
     for why, count in (item for r in results for item in r.resume_failures.items()):
         resume_failures[why] = resume_failures.get(why, 0) + count
-    latencies = [
-        received - sent.sent_at[n]
-        for r in results
-        for probe in r.probe_changes
-        for n, received in probe
-        if n in sent.sent_at
-    ]
+    probed = [(n, received) for r in results for probe in r.probe_changes for n, received in probe]
+    latencies = [received - sent.sent_at[n] for n, received in probed if n in sent.sent_at]
     clients_counted = sum(len(r.counted) + len(r.probe_changes) for r in results)
     delivered = sum(sum(r.counted) + sum(len(p) for p in r.probe_changes) for r in results)
     # A POST answered with an error after waiting long (a saturated box) may have reached Kafka all the same: a
@@ -433,6 +469,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "dropped": sum(r.dropped for r in results),
         "latency_ms": {q: percentile(latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
         | {"max": max(latencies, default=float("nan")) * 1000},
+        "latency_split_ms": latency_split(sent, seen, probed),
         "pods_rss_bytes": {"before": rss_before, "after": rss_after},
         "bytes_per_connection": (rss_after - rss_before) / connected if connected else float("nan"),
         "machine_load": load,
@@ -463,6 +500,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "change -> SSE p50 / p95 / p99 / max",
             f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} ms",
         ),
+        *_split_rows(report),
         (
             "API pods' memory per connection",
             f"{report['bytes_per_connection'] / 1024:.1f} KB ({report['pods_rss_bytes']['before'] / 2**20:.0f}"
@@ -470,6 +508,21 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         *machine_rows(report["machine_load"]),
         verdict_row(report["not_comparable"]),
+    ]
+
+
+def _split_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    split = report.get("latency_split_ms")
+    if split is None:  # a result written before the split was measured
+        return []
+    answered, in_redis, fan_out = (split[leg] for leg in ("answered", "in_redis", "fan_out"))
+    return [
+        (
+            "of which p50 / p99",
+            f"POST answered {answered['p50']:.1f} / {answered['p99']:.1f} ms; in Redis (admin API, Kafka, worker)"
+            f" {in_redis['p50']:.1f} / {in_redis['p99']:.1f} ms; Redis -> SSE (pod, gateway, client)"
+            f" {fan_out['p50']:.1f} / {fan_out['p99']:.1f} ms",
+        )
     ]
 
 

@@ -34,6 +34,7 @@ PRICE_BASE = 1_000_000
 @dataclass
 class Results:
     sent_at: dict[int, float] = field(default_factory=dict)
+    answered_at: dict[int, float] = field(default_factory=dict)  # when its POST was answered 202
     latencies: list[float] = field(default_factory=list)
     post_failures: int = 0
     failed: set[int] = field(default_factory=set)  # the changes whose POST was not answered 202
@@ -114,6 +115,8 @@ async def publish_changes(gateway: str, headers: dict[str, str], rate: float, du
                 if response.status != 202:
                     results.post_failures += 1
                     results.failed.add(n)
+                else:
+                    results.answered_at[n] = time.monotonic()
 
         started = time.perf_counter()
         while time.perf_counter() - started < duration:
