@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics import Counter
@@ -20,6 +21,7 @@ from api.errors import Unavailable
 from api.gzip_stream import GzipFraming, deflate_piece
 from api.metrics import SSE_EVENTS_SENT
 from api.readmodel import NO_CURSOR, FeedEntry, MenuReader, stream_order, to_entry
+from api.sse import SEPARATOR
 from api.stream_follow import RawEntries, follow_stream
 
 logger = logging.getLogger(__name__)
@@ -50,21 +52,14 @@ def chunk(body: bytes, chunked: bool) -> bytes:
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One batch of entries, with its bytes built once for every client."""
+class Piece:
+    """Bytes written alike to many clients, built once in each form a client may take (plain or gzip)."""
 
-    entries: Sequence[FeedEntry]
-    body: bytes = field(init=False)
-    chunked_body: bytes = field(init=False)
+    body: bytes
 
-    def __post_init__(self) -> None:
-        body = b"".join(entry.frame for entry in self.entries)
-        object.__setattr__(self, "body", body)
-        object.__setattr__(self, "chunked_body", chunk(body, chunked=True))
-
-    @property
-    def newest(self) -> tuple[int, int]:
-        return self.entries[-1].order
+    @functools.cached_property
+    def chunked_body(self) -> bytes:
+        return chunk(self.body, chunked=True)
 
     @functools.cached_property
     def deflated(self) -> bytes:
@@ -74,6 +69,26 @@ class Delivery:
     @functools.cached_property
     def chunked_deflated(self) -> bytes:
         return chunk(self.deflated, chunked=True)
+
+
+# The keep-alive comment (the one aiohttp-sse sends), written by a feed to its clients when it had nothing else
+# for them lately: one timer per city feed instead of a task waking per client.
+HEARTBEAT = Piece(b": ping" + SEPARATOR.encode() * 2)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One batch of entries, with its bytes built once for every client."""
+
+    entries: Sequence[FeedEntry]
+
+    @functools.cached_property
+    def piece(self) -> Piece:
+        return Piece(b"".join(entry.frame for entry in self.entries))
+
+    @property
+    def newest(self) -> tuple[int, int]:
+        return self.entries[-1].order
 
 
 @dataclass(eq=False)
@@ -99,14 +114,14 @@ class Subscriber:
             return False
         if self.transport is None:
             self.pending.extend(delivery.entries)
-            self.pending_bytes += len(delivery.body)
+            self.pending_bytes += len(delivery.piece.body)
             if self.pending_bytes > self.max_pending_bytes:
                 self._overflow()
             return False
         if delivery.newest <= self.last_order:
             return self.unsent()
         if delivery.entries[0].order > self.last_order:
-            self.transport.write(self._shared_bytes(delivery))
+            self.transport.write(self._shared_bytes(delivery.piece))
         else:  # rare: the batch straddles what this client already has
             self._write([e for e in delivery.entries if e.order > self.last_order])
         self.last_order = delivery.newest
@@ -143,12 +158,17 @@ class Subscriber:
             self.last_order = fresh[-1].order
             events_sent(self.kind).inc(len(fresh))
 
-    def _shared_bytes(self, delivery: Delivery) -> bytes:
-        """The delivery's bytes as built once for every client of this kind (plain or gzip, chunked or not)."""
+    def beat(self) -> None:
+        """The keep-alive comment, to a live client the feed had nothing for lately."""
+        if self.transport is not None and not self.overflowed and not self.transport.is_closing():
+            self.transport.write(self._shared_bytes(HEARTBEAT))
+
+    def _shared_bytes(self, piece: Piece) -> bytes:
+        """The piece's bytes as built once for every client of this kind (plain or gzip, chunked or not)."""
         if self.gzip is None:
-            return delivery.chunked_body if self.chunked else delivery.body
-        self.gzip.piece(delivery.body, delivery.deflated)
-        return delivery.chunked_deflated if self.chunked else delivery.deflated
+            return piece.chunked_body if self.chunked else piece.body
+        self.gzip.piece(piece.body, piece.deflated)
+        return piece.chunked_deflated if self.chunked else piece.deflated
 
     def _write(self, entries: list[FeedEntry]) -> None:
         assert self.transport is not None
@@ -168,6 +188,7 @@ class CityFeed:
     reader: MenuReader
     max_pending_bytes: int
     coalesce_s: float
+    ping_s: float  # a client gets at least a heartbeat this often
     subscribers: set[Subscriber] = field(default_factory=set)
     behind: set[Subscriber] = field(default_factory=set)  # clients the last delivery could not go out to at once
     # Where the feed is: every entry up to here was handed out already or came before its start, and a client
@@ -175,12 +196,18 @@ class CityFeed:
     # client (MenuReader.menu's `covering`). None until the feed knows its start.
     position: tuple[int, int] | None = None
     task: asyncio.Task[None] | None = None
+    heartbeats: asyncio.Task[None] | None = None
+    last_sent: float = 0.0  # when the feed last wrote to its clients (time.monotonic())
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ensure_running(self) -> None:
         if self.task is None:
             self.task = asyncio.create_task(self._follow(), name=f"feed-{self.city}")
+            self.heartbeats = asyncio.create_task(self._beat(), name=f"feed-{self.city}-heartbeats")
         await until_started(self.started)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [task for task in (self.task, self.heartbeats) if task is not None]
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscriber]:
@@ -202,6 +229,18 @@ class CityFeed:
             f"feed of {self.city}",
             settle=self._settle,
         )
+
+    async def _beat(self) -> None:
+        """A heartbeat to every live client once the feed has written nothing for `ping_s`: keeps quiet streams
+        open through proxies, and a write to a vanished client is what finds it gone (TCP_USER_TIMEOUT, set by
+        aiohttp-sse). One timer per city, not one task waking per client (50,000 clients at 10 s: 5,000 a second)."""
+        self.last_sent = time.monotonic()
+        while True:
+            await asyncio.sleep(max(0.0, self.last_sent + self.ping_s - time.monotonic()))
+            if time.monotonic() - self.last_sent < self.ping_s:
+                continue  # the feed delivered meanwhile
+            self.last_sent = time.monotonic()
+            self._each(Subscriber.beat)
 
     async def _start_position(self) -> str:
         cursor = await self.reader.cursor(self.city)
@@ -239,34 +278,43 @@ class CityFeed:
             return
         delivery = Delivery(entries)
         self.position = delivery.newest
+        self.last_sent = time.monotonic()
+
+        def deliver(subscriber: Subscriber) -> None:
+            if subscriber.deliver(delivery):
+                self.behind.add(subscriber)
+
+        self._each(deliver)
+
+    def _each(self, write: Callable[[Subscriber], object]) -> None:
         for subscriber in tuple(self.subscribers):
             try:
-                waiting = subscriber.deliver(delivery)
+                write(subscriber)
             except Exception:  # one broken connection never stops the broadcast
                 logger.exception("dropping a subscriber of %s", self.city)
                 subscriber._overflow()
-                continue
-            if waiting:
-                self.behind.add(subscriber)
 
 
 class FeedHub:
-    def __init__(self, redis: Redis, reader: MenuReader, max_pending_bytes: int, coalesce_s: float) -> None:
+    def __init__(
+        self, redis: Redis, reader: MenuReader, max_pending_bytes: int, coalesce_s: float, ping_s: float
+    ) -> None:
         self._redis = redis
         self._reader = reader
         self._max_pending_bytes = max_pending_bytes
         self._coalesce_s = coalesce_s
+        self._ping_s = ping_s
         self._feeds: dict[str, CityFeed] = {}
 
     def city(self, city: str) -> CityFeed:
         feed = self._feeds.get(city)
         if feed is None:
-            feed = CityFeed(city, self._redis, self._reader, self._max_pending_bytes, self._coalesce_s)
+            feed = CityFeed(city, self._redis, self._reader, self._max_pending_bytes, self._coalesce_s, self._ping_s)
             self._feeds[city] = feed
         return feed
 
     async def close(self) -> None:
-        tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
+        tasks = [task for feed in self._feeds.values() for task in feed.tasks()]
         for task in tasks:
             task.cancel()
         for task in tasks:

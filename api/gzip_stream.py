@@ -17,10 +17,25 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 LEVEL = 6
 
 
+SHORT_PIECE = 256  # a heartbeat, a reconnect event: the same few bytes again and again
+
+
 def deflate_piece(data: bytes) -> bytes:
-    """`data` as raw deflate blocks that need nothing before them and end on a byte boundary (not final)."""
+    """`data` as raw deflate blocks that need nothing before them and end on a byte boundary (not final).
+
+    Setting up a compressor costs ~100 us whatever the size: a heartbeat to 20,000 gzip clients every 10 s paid it
+    2,000 times a second. Short pieces repeat, so each is compressed once per process."""
+    return _deflate_short(data) if len(data) <= SHORT_PIECE else _deflate(data)
+
+
+def _deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@functools.lru_cache(maxsize=256)
+def _deflate_short(data: bytes) -> bytes:
+    return _deflate(data)
 
 
 @functools.cache

@@ -81,7 +81,9 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[MENUS] = MenuReader(redis, settings.namespace)
     app[RATE_LIMITER] = RateLimiter(redis, settings.namespace)
-    app[FEEDS] = FeedHub(feed_redis, app[MENUS], settings.sse_max_pending_bytes, settings.sse_coalesce_ms / 1000)
+    app[FEEDS] = FeedHub(
+        feed_redis, app[MENUS], settings.sse_max_pending_bytes, settings.sse_coalesce_ms / 1000, settings.sse_ping_s
+    )
     app[ORDER_FEEDS] = OrderFeedHub(feed_redis, settings.namespace, settings.sse_max_pending_bytes)
     yield
     await app[ORDER_FEEDS].close()

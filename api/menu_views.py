@@ -65,4 +65,4 @@ async def menu_stream(request: web.Request) -> web.StreamResponse:
         # A menu in memory that covers where the feed is needs no Redis round trip: a storm costs Redis nothing.
         initial = history if history is not None else [(await menus.menu(city.code, covering=feed.position)).snapshot]
         SSE_RESUMES.labels(kind="menu", outcome="snapshot" if history is None else "history").inc()
-        return await stream_to_client(request, subscriber, initial, kind="menu")
+        return await stream_to_client(request, subscriber, initial, kind="menu", feed_beats=True)

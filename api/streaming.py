@@ -14,11 +14,16 @@ from api.readmodel import FeedEntry
 from api.server import client_gone
 from api.sse import SEPARATOR, GzipEventSourceResponse, tell_to_reconnect
 
+# aiohttp-sse's own heartbeat for a stream whose feed sends the heartbeats (api.feed.CityFeed): never. Its task then
+# only stands for the stream being open (stop_streaming() ends it); a finite number, as uvloop's timers need one.
+FEED_BEATS_PING_S = 10 * 365 * 24 * 3600.0
+
 
 async def stream_to_client(
-    request: web.Request, subscriber: Subscriber, initial: list[FeedEntry], kind: str
+    request: web.Request, subscriber: Subscriber, initial: list[FeedEntry], kind: str, feed_beats: bool = False
 ) -> EventSourceResponse:
     """`subscriber` must already be subscribed, and `initial` read after that (so nothing falls between).
+    `feed_beats`: the subscriber's feed sends this stream's heartbeats (one timer for all of its clients).
 
     A client that accepts gzip gets the stream gzipped (a snapshot is ~80 KB plain, ~7 KB gzipped), built from
     pieces compressed once for every client (api.gzip_stream)."""
@@ -26,7 +31,7 @@ async def stream_to_client(
     gzip = accepts_gzip(request)
     response_cls = GzipEventSourceResponse if gzip else EventSourceResponse
     headers = {"Vary": "Accept-Encoding"}
-    ping_s = app[SETTINGS].sse_ping_s
+    ping_s = FEED_BEATS_PING_S if feed_beats else app[SETTINGS].sse_ping_s
     async with sse_response(
         request, sep=SEPARATOR, ping_interval=ping_s, headers=headers, response_cls=response_cls
     ) as stream:

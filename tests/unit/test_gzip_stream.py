@@ -42,7 +42,7 @@ def test_a_gzip_subscriber_gets_the_shared_compressed_bytes_and_its_stream_stays
     # A batch that straddles what it has: only the new entry, compressed for this client alone.
     subscriber.deliver(Delivery([FeedEntry("6-0", "item", '{"id":"b"}'), FeedEntry("7-0", "item", '{"id":"c"}')]))
 
-    assert transport.writes[0] is shared.deflated  # the very bytes every gzip client gets
+    assert transport.writes[0] is shared.piece.deflated  # the very bytes every gzip client gets
     frames = b"".join(e.frame for e in [*first, *shared.entries, FeedEntry("7-0", "item", '{"id":"c"}')])
     assert gzip.decompress(wire + transport.written + framing.end()) == frames
 

@@ -3,16 +3,19 @@ repeat, gets the bytes built once for every client, skips what it already has (a
 straddles it), and is cut loose, not waited for, when it falls too far behind."""
 
 import asyncio
+import gzip
 from typing import Any, cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from api.feed import CityFeed, Delivery, Subscriber
+from api.gzip_stream import GZIP_HEADER, GzipFraming
 from api.readmodel import FeedEntry, MenuReader
 from core.redis_keys import city_keys
 from ops.sse_client import EventStreamParser
 from tests.support.fakes import FakeRedis, FeedProjection, RecordingTransport
+from tests.support.polling import poll_until
 
 MAX_PENDING = 10_000
 
@@ -92,9 +95,9 @@ def test_every_live_client_gets_the_bytes_built_once_for_all() -> None:
     first.deliver(delivery)
     second.deliver(delivery)
 
-    assert first_transport.writes[0] is delivery.chunked_body
-    assert second_transport.writes[0] is delivery.chunked_body
-    assert dechunk(delivery.chunked_body) == frames(entries("2-0", "3-0"))
+    assert first_transport.writes[0] is delivery.piece.chunked_body
+    assert second_transport.writes[0] is delivery.piece.chunked_body
+    assert dechunk(delivery.piece.chunked_body) == frames(entries("2-0", "3-0"))
 
 
 def test_a_client_without_chunked_encoding_gets_the_plain_frames() -> None:
@@ -103,7 +106,7 @@ def test_a_client_without_chunked_encoding_gets_the_plain_frames() -> None:
 
     subscriber.deliver(delivery)
 
-    assert transport.writes == [delivery.body]
+    assert transport.writes == [delivery.piece.body]
 
 
 def test_a_batch_the_client_already_has_is_not_written_again() -> None:
@@ -157,7 +160,7 @@ class BrokenTransport(RecordingTransport):
 
 
 def test_one_broken_connection_never_stops_the_broadcast() -> None:
-    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=0)
+    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=0, ping_s=10)
     broken, healthy = Subscriber(MAX_PENDING), Subscriber(MAX_PENDING)
     broken.go_live(as_transport(BrokenTransport()), chunked=True)
     healthy_transport = RecordingTransport()
@@ -170,8 +173,8 @@ def test_one_broken_connection_never_stops_the_broadcast() -> None:
     assert healthy_transport.written == frames(entries("2-0"))
 
 
-def feed_with(*transports: RecordingTransport, coalesce_s: float) -> CityFeed:
-    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=coalesce_s)
+def feed_with(*transports: RecordingTransport, coalesce_s: float, ping_s: float = 10) -> CityFeed:
+    feed = CityFeed("blr", cast(Any, None), cast(Any, None), MAX_PENDING, coalesce_s=coalesce_s, ping_s=ping_s)
     for transport in transports:
         subscriber = Subscriber(MAX_PENDING)
         subscriber.go_live(as_transport(transport), chunked=True)
@@ -211,6 +214,44 @@ async def test_a_client_that_never_drains_holds_the_feed_back_at_most_coalesce_s
 
     await asyncio.wait_for(feed._settle(), timeout=1)
     assert feed.behind == set()
+
+
+HEARTBEAT = b": ping\n\n"
+
+
+async def test_a_quiet_feed_sends_each_live_client_a_heartbeat_plain_or_gzip() -> None:
+    plain, zipped = RecordingTransport(), RecordingTransport()
+    feed = feed_with(plain, coalesce_s=0, ping_s=0.05)
+    framing = GzipFraming()
+    gzip_client = Subscriber(MAX_PENDING)
+    gzip_client.go_live(as_transport(zipped), chunked=True, gzip=framing)
+    starting = Subscriber(MAX_PENDING)  # still writing its first data: no transport yet, nothing to send it
+    feed.subscribers.update({gzip_client, starting})
+
+    beating = asyncio.create_task(feed._beat())
+    try:
+        await poll_until(lambda: len(plain.writes) >= 2 and len(zipped.writes) >= 2, 5, message="no heartbeats")
+    finally:
+        beating.cancel()
+
+    assert dechunk(plain.written) == HEARTBEAT * len(plain.writes)
+    assert gzip.decompress(GZIP_HEADER + dechunk(zipped.written) + framing.end()) == HEARTBEAT * len(zipped.writes)
+    assert starting.pending == []
+
+
+async def test_a_feed_that_delivers_sends_no_heartbeat_between_its_deliveries() -> None:
+    transport = RecordingTransport()
+    feed = feed_with(transport, coalesce_s=0, ping_s=1.0)
+    beating = asyncio.create_task(feed._beat())
+    try:
+        for n in range(30):  # a change every 0.05 s for 1.5 s: never a second without one
+            feed._deliver(entries(f"{n + 2}-0"))
+            await asyncio.sleep(0.05)
+    finally:
+        beating.cancel()
+
+    assert HEARTBEAT not in dechunk(transport.written)
+    assert len(transport.writes) == 30
 
 
 @st.composite
@@ -303,7 +344,7 @@ def test_a_client_buffers_no_more_than_its_bound_and_is_cut_loose_once_past_it(s
     for n, size in enumerate(sizes, start=1):
         delivery = Delivery([FeedEntry(f"{n}-0", "item_price_changed", "x" * size)])
         subscriber.deliver(delivery)
-        delivered += len(delivery.body)
+        delivered += len(delivery.piece.body)
 
         assert subscriber.pending_bytes <= MAX_PENDING
         assert subscriber.overflowed == subscriber.done.is_set() == (delivered > MAX_PENDING)
@@ -361,7 +402,7 @@ async def test_a_rebuild_in_the_feed_starts_every_client_over_from_a_snapshot_th
     change = projection.apply(["item_price_changed"])
     rebuilt = projection.rebuild()
     after = projection.apply(["item_price_changed"])  # applied before the pod's reader reaches the rebuild
-    feed = CityFeed("blr", cast(Any, redis), MenuReader(cast(Any, redis), "unit"), MAX_PENDING, coalesce_s=0)
+    feed = CityFeed("blr", cast(Any, redis), MenuReader(cast(Any, redis), "unit"), MAX_PENDING, coalesce_s=0, ping_s=10)
     subscriber, transport = live_subscriber(first[-1], chunked=False)
     feed.subscribers.add(subscriber)
 
