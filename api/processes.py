@@ -17,9 +17,11 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TypeVarTuple
 
 import uvloop
 
@@ -29,9 +31,27 @@ from api.metrics import multiprocess_metrics_dir
 from core.logs import configure_logging
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
+
 logger = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 1.0
+Ts = TypeVarTuple("Ts")
+
+
+class PodLoop(uvloop.Loop):
+    """uvloop, with one repair. When PostgreSQL refuses a connection during its handshake, aiopg leaves the socket's
+    reader registered (aio-libs/aiopg#909, open), and uvloop keeps a closed poll handle for that descriptor: the next
+    connection given the same descriptor number could not register ("the handler is closed", a RuntimeError), so a
+    PostgreSQL outage answered 500 instead of 503. The stale registration is dropped and the reader added again."""
+
+    def add_reader(self, fd: "FileDescriptorLike", callback: Callable[[*Ts], object], *args: *Ts) -> None:
+        try:
+            super().add_reader(fd, callback, *args)
+        except RuntimeError:
+            self.remove_reader(fd)
+            super().add_reader(fd, callback, *args)
 
 
 def run_api(settings: Settings) -> None:
@@ -39,7 +59,7 @@ def run_api(settings: Settings) -> None:
     if settings.api_processes > 1:
         run_api_processes(settings)
     else:
-        uvloop.run(serve(create_app(settings), settings))
+        uvloop.run(serve(create_app(settings), settings), loop_factory=PodLoop)
 
 
 def run_api_processes(settings: Settings) -> None:
@@ -91,4 +111,4 @@ def _forget(process: BaseProcess) -> None:
 
 def _serve_one(settings: Settings) -> None:
     configure_logging()
-    uvloop.run(serve(create_app(settings), settings, reuse_port=True))
+    uvloop.run(serve(create_app(settings), settings, reuse_port=True), loop_factory=PodLoop)
