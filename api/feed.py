@@ -33,6 +33,8 @@ SETTLE_STEP_S = 0.002  # how often a feed looks again whether its clients' earli
 async def until_started(started: asyncio.Event) -> None:
     """A reader that cannot find its position (Redis unreachable) keeps trying in the background; a client
     asking meanwhile gets a 503 rather than a request that hangs until Redis returns."""
+    if started.is_set():  # the usual case: no timer and no task for each client of a running feed
+        return
     try:
         await asyncio.wait_for(started.wait(), START_TIMEOUT_S)
     except TimeoutError:
@@ -105,7 +107,9 @@ class Subscriber:
     gzip: GzipFraming | None = None  # the client's gzip stream, when it takes one
     last_order: tuple[int, int] = (-1, -1)
     overflowed: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    # What ends the client's stream once it is cut loose (api.streaming sets it when the stream starts; a client
+    # cut loose before that is found `overflowed`).
+    on_cut_loose: Callable[[], None] | None = None
 
     def deliver(self, delivery: Delivery) -> bool:
         """Write the delivery to the client (or keep it until the client is live). True when some of its bytes
@@ -176,9 +180,12 @@ class Subscriber:
         self.transport.write(chunk(body if self.gzip is None else self.gzip.piece(body), self.chunked))
 
     def _overflow(self) -> None:
+        if self.overflowed:
+            return
         self.overflowed = True
         self.pending, self.pending_bytes = [], 0
-        self.done.set()
+        if self.on_cut_loose is not None:
+            self.on_cut_loose()
 
 
 @dataclass(eq=False)

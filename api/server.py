@@ -14,6 +14,7 @@ Server that makes one per connection; aiohttp offers no public way to choose tha
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -46,18 +47,23 @@ def _parse_error(exc: BaseException | None, status: int) -> tuple[int, str, str]
     return 500, "internal", "something went wrong on our side"
 
 
-_GONE = web.RequestKey("client_gone", asyncio.Event)
+class GoneCallbacks(list[Callable[[], None]]):
+    """What runs when the client of a long request disconnects."""
 
 
-def client_gone(request: web.Request) -> asyncio.Event:
-    """Set as soon as the client of this (long) request disconnects: a stream learns it at once instead
-    of at its next heartbeat, and gives its client's slot back (api.limits)."""
-    gone = request.get(_GONE)
-    if gone is None:
-        gone = request[_GONE] = asyncio.Event()
-        if request.transport is None or request.transport.is_closing():
-            gone.set()
-    return gone
+_GONE = web.RequestKey("client_gone", GoneCallbacks)
+
+
+def on_client_gone(request: web.Request, callback: Callable[[], None]) -> None:
+    """`callback` runs as soon as the client of this (long) request disconnects, at once if it already has: a stream
+    learns it at once instead of at its next heartbeat, and gives its client's slot back (api.limits)."""
+    if request.transport is None or request.transport.is_closing():
+        callback()
+        return
+    callbacks = request.get(_GONE)
+    if callbacks is None:
+        callbacks = request[_GONE] = GoneCallbacks()
+    callbacks.append(callback)
 
 
 class HardenedRequestHandler(RequestHandler):
@@ -97,8 +103,9 @@ class HardenedRequestHandler(RequestHandler):
             self._head_deadline = None
         request = self._current_request
         super().connection_lost(exc)
-        if request is not None and (gone := request.get(_GONE)) is not None:
-            gone.set()
+        if request is not None:
+            for callback in request.get(_GONE, ()):
+                callback()
 
     def _waiting_for_head(self) -> bool:
         return not self._request_in_progress and not self._messages and not self._upgraded

@@ -10,8 +10,6 @@ import contextlib
 import re
 from typing import Any
 
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.web import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
 from api.gzip_stream import GZIP_HEADER, GzipFraming
@@ -30,25 +28,31 @@ class GzipEventSourceResponse(EventSourceResponse):
         super().__init__(**kwargs)
         self.headers["Content-Encoding"] = "gzip"
         self.framing = GzipFraming()
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        first = not self.prepared
-        writer = await super().prepare(request)
-        if first:
-            await super().write(GZIP_HEADER)
-        return writer
+        self._header = GZIP_HEADER  # goes out with the first piece: one write less per client
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        await super().write(self.framing.piece(bytes(data)))
+        await self._write_first(self.framing.piece(bytes(data)))
 
     async def write_piece(self, data: bytes, deflated: bytes) -> None:
         """`data` already compressed (`deflated`, made once for many clients)."""
-        await super().write(self.framing.piece(data, deflated))
+        await self._write_first(self.framing.piece(data, deflated))
+
+    async def _write_first(self, piece: bytes) -> None:
+        header, self._header = self._header, b""
+        await super().write(header + piece if header else piece)
+
+    async def ready_for_pieces(self) -> GzipFraming:
+        """The stream's gzip state, once its header is out: from then on the feed writes its shared pieces
+        straight to the transport."""
+        if self._header:
+            await self._write_first(b"")
+        return self.framing
 
     async def write_eof(self, data: bytes = b"") -> None:
         if self._eof_sent or not self.prepared:
             return await super().write_eof(data)
-        ending = (self.framing.piece(data) if data else b"") + self.framing.end()
+        header, self._header = self._header, b""
+        ending = header + (self.framing.piece(data) if data else b"") + self.framing.end()
         with contextlib.suppress(ConnectionError):  # a client already gone needs no trailer
             await super().write_eof(ending)
 

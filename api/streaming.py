@@ -1,8 +1,6 @@
 """One way every SSE stream of a pod runs: first data, then live from the pod's shared feed, until the client
 leaves, the pod drains, or the client falls too far behind (then it is told to reconnect)."""
 
-import asyncio
-
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
@@ -11,7 +9,7 @@ from api.feed import Subscriber
 from api.keys import SETTINGS, STREAMS
 from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_SLOW_CLIENTS
 from api.readmodel import FeedEntry
-from api.server import client_gone
+from api.server import on_client_gone
 from api.sse import SEPARATOR, GzipEventSourceResponse, tell_to_reconnect
 
 # aiohttp-sse's own heartbeat for a stream whose feed sends the heartbeats (api.feed.CityFeed): never. Its task then
@@ -43,9 +41,9 @@ async def stream_to_client(
                 subscriber.last_order = initial[-1].order
                 SSE_EVENTS_SENT.labels(kind=kind).inc(len(initial))
             if request.transport is not None:
-                framing = stream.framing if isinstance(stream, GzipEventSourceResponse) else None
+                framing = await stream.ready_for_pieces() if isinstance(stream, GzipEventSourceResponse) else None
                 subscriber.go_live(request.transport, stream.chunked, framing)
-                await _until_closed_or_cut_loose(stream, subscriber, client_gone(request))
+                await _until_closed_or_cut_loose(request, stream, subscriber)
                 if subscriber.overflowed:
                     SSE_SLOW_CLIENTS.labels(kind=kind).inc()
                     await tell_to_reconnect(stream)
@@ -65,12 +63,11 @@ async def _write_initial(stream: EventSourceResponse, initial: list[FeedEntry]) 
         await stream.write(b"".join(entry.frame for entry in initial))
 
 
-async def _until_closed_or_cut_loose(stream: EventSourceResponse, subscriber: Subscriber, gone: asyncio.Event) -> None:
-    waits = {
-        asyncio.ensure_future(stream.wait()),  # ends when a heartbeat cannot be written, or on stop_streaming()
-        asyncio.ensure_future(subscriber.done.wait()),
-        asyncio.ensure_future(gone.wait()),
-    }
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for waiting in waits:
-        waiting.cancel()
+async def _until_closed_or_cut_loose(request: web.Request, stream: EventSourceResponse, subscriber: Subscriber) -> None:
+    """Until the client leaves, the pod drains (stop_streaming()), a heartbeat cannot be written, or the feed cuts
+    the client loose: all of them end aiohttp-sse's stream task, which is all this waits on (no task per ending)."""
+    if subscriber.overflowed:
+        return
+    subscriber.on_cut_loose = stream.stop_streaming
+    on_client_gone(request, stream.stop_streaming)
+    await stream.wait()

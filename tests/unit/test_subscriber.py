@@ -136,21 +136,23 @@ def test_a_client_that_buffers_past_its_bound_is_cut_loose_and_gets_nothing_more
     transport = RecordingTransport()
     subscriber.go_live(as_transport(transport), chunked=True)
 
-    assert subscriber.overflowed and subscriber.done.is_set()
+    assert subscriber.overflowed
     assert subscriber.pending == [] and subscriber.pending_bytes == 0
     assert transport.writes == []
 
 
-def test_a_live_client_whose_unsent_bytes_pass_the_bound_is_cut_loose() -> None:
+def test_a_live_client_whose_unsent_bytes_pass_the_bound_is_cut_loose_and_its_stream_ended_once() -> None:
     subscriber, transport = live_subscriber("1-0")
+    ended: list[str] = []
+    subscriber.on_cut_loose = lambda: ended.append("stop")
     subscriber.deliver(Delivery(entries("2-0")))
-    assert not subscriber.done.is_set()
+    assert not subscriber.overflowed
 
     transport.buffered = MAX_PENDING + 1  # the client stopped reading
     subscriber.deliver(Delivery(entries("3-0")))
     subscriber.deliver(Delivery(entries("4-0")))
 
-    assert subscriber.overflowed and subscriber.done.is_set()
+    assert subscriber.overflowed and ended == ["stop"]
     assert len(transport.writes) == 2  # 2-0, then 3-0 that found the buffer full; never 4-0
 
 
@@ -169,7 +171,7 @@ def test_one_broken_connection_never_stops_the_broadcast() -> None:
 
     feed._deliver(entries("2-0"))
 
-    assert broken.overflowed and broken.done.is_set()
+    assert broken.overflowed
     assert healthy_transport.written == frames(entries("2-0"))
 
 
@@ -347,7 +349,7 @@ def test_a_client_buffers_no_more_than_its_bound_and_is_cut_loose_once_past_it(s
         delivered += len(delivery.piece.body)
 
         assert subscriber.pending_bytes <= MAX_PENDING
-        assert subscriber.overflowed == subscriber.done.is_set() == (delivered > MAX_PENDING)
+        assert subscriber.overflowed == (delivered > MAX_PENDING)
     transport = RecordingTransport()
     subscriber.go_live(as_transport(transport), chunked=False)
 
@@ -383,7 +385,7 @@ def test_a_live_client_that_stops_reading_is_cut_loose_and_its_unsent_bytes_stay
         largest_write = max([largest_write, *map(len, transport.writes[writes_before:])])
 
         assert not (was_cut_loose and len(transport.writes) > writes_before), "written to after being cut loose"
-        assert subscriber.overflowed == subscriber.done.is_set() == (transport.buffered > MAX_PENDING or was_cut_loose)
+        assert subscriber.overflowed == (transport.buffered > MAX_PENDING or was_cut_loose)
         assert transport.buffered <= MAX_PENDING + largest_write
         if not subscriber.overflowed:
             transport.buffered -= min(read, transport.buffered)
