@@ -231,6 +231,7 @@ class CountingStream(asyncio.Protocol):
 
     def __init__(self, request: bytes, event_type: str, connected: asyncio.Event) -> None:
         self.request = request
+        self.request_sent = False  # sent on the socket before the protocol got it (bench.fanout.open_stream)
         self.connected = connected
         self.closed = asyncio.Event()
         self.status: bytes | None = None
@@ -243,7 +244,8 @@ class CountingStream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is one, without subclassing it
-        self._transport.write(self.request)
+        if not self.request_sent:
+            self._transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if self.status is None:
@@ -277,6 +279,7 @@ class CountingStream(asyncio.Protocol):
     def restart(self, request: bytes) -> None:
         """Ready for a new connection of the same client (a reconnect): `counted` goes on, the rest starts over."""
         self.request = request
+        self.request_sent = False
         self.status = None
         self._head = b""
         self._inflater = None
