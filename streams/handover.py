@@ -260,8 +260,7 @@ async def _take_over(worker: Worker) -> None:
         await worker.retry("putting a handover marker", send)
     holder = {"group": handover.group, "epoch": epoch, "since": utc_now()}
     await worker.retry("naming the holder", lambda: redis.hset(keys.holder, mapping=holder))  # type: ignore[arg-type]
-    handover.markers_epoch = epoch
-    handover.enter(Phase.TAKING_OVER, f"markers of epoch {epoch} on {len(handover.lanes)} lanes; taking them")
+    handover.markers_put(epoch)
 
 
 def _text(value: bytes | str) -> str:

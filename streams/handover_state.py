@@ -110,9 +110,19 @@ class Handover:
         if lane in self.projecting:
             self._drop(lane, why)
 
+    def markers_put(self, epoch: int) -> None:
+        """Every marker of `epoch` is on the log. The agents read on while the markers go out and the holder is
+        named, and may have taken every lane already: the worker then projects (re-entering "taking over" here
+        left it waiting for markers it had read, until the rollout's watchdog gave up on it)."""
+        self.markers_epoch = epoch
+        self.waiting_for_markers()
+
     def waiting_for_markers(self) -> None:
         """Taking over, markers on the log: which lanes this worker has yet to read its marker on."""
         waiting = sorted(lane_name(lane) for lane in self.lanes - self.projecting)
+        if not waiting:
+            self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
+            return
         self._enter(Phase.TAKING_OVER, f"markers of epoch {self.markers_epoch} on the log; not read yet on {waiting}")
 
     def take_back(self) -> bool:

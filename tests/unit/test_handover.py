@@ -120,6 +120,20 @@ def test_a_worker_released_part_way_takes_back_what_it_released_and_keeps_writin
     assert worker.phase is Phase.PROJECTING and not worker.released and worker.projecting == set(LANES)
 
 
+def test_a_successor_that_read_every_marker_before_it_finished_putting_them_projects() -> None:
+    successor = Handover("ns-catalog-g2", LANES, predecessor="ns-catalog-g1")
+    successor.enter(Phase.TAKING_OVER, "putting markers on every lane")
+    marker = HandoverMarker(2, "ns-catalog-g2", NOW)
+    for lane in sorted(LANES):  # the agents read the markers while the holder was still being named
+        assert successor.at_marker(lane, marker) is AtMarker.TAKE
+        successor.took(lane)
+
+    successor.markers_put(2)
+    successor.waiting_for_markers()  # the next step of the handover loop
+
+    assert successor.phase is Phase.PROJECTING and successor.ready() == (True, "ready")
+
+
 def test_a_successor_taking_over_says_which_lanes_it_has_not_read_its_marker_on_yet() -> None:
     successor = Handover("ns-catalog-g2", LANES)
     successor.enter(Phase.TAKING_OVER, "putting markers on every lane")
