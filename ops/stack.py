@@ -222,7 +222,7 @@ class LocalStack:
 def process_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # gone before the open, or between the open and the read (ESRCH)
         return False
     return state != "Z"
 
