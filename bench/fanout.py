@@ -92,6 +92,9 @@ class TimedStream(CountingStream):
         self._id_tail = b"\n"  # a stream starts at a line's start
         self.ended_at: float | None = None  # when a live stream ended, until it is resumed
         self.resumed_s: list[float] = []  # from the stream's end to the resumed stream's response head
+        self.reconnected_s: list[float] = []  # from the stream's end to the connection its resume came over
+        self.connected_at: float | None = None  # when the latest attempt's connection was up
+        self.ended: list[float] = []  # when each of its live streams ended (time.monotonic(), like the drain's)
         self.resume_snapshots = 0  # resumes that started over from a snapshot instead of history
         self.resume_failures: list[str] = []  # why each failed attempt failed (each was tried again)
         self.failed_attempts = 0  # in a row, while resuming
@@ -112,6 +115,7 @@ class TimedStream(CountingStream):
             self._attempt_failed(why)
         elif live:
             self.ended_at = time.monotonic()
+            self.ended.append(self.ended_at)
             asyncio.get_running_loop().create_task(self._come_back())
 
     def _attempt_failed(self, why: str) -> None:
@@ -127,6 +131,7 @@ class TimedStream(CountingStream):
         self._id_tail = b"\n"
         try:
             await open_stream(self)
+            self.connected_at = time.monotonic()
         except OSError as exc:
             self._attempt_failed(type(exc).__name__)
 
@@ -134,8 +139,9 @@ class TimedStream(CountingStream):
         was_waiting = self.status is None
         super().data_received(data)
         if was_waiting and self.status == b"200" and self.away:
-            assert self.ended_at is not None
+            assert self.ended_at is not None and self.connected_at is not None
             self.resumed_s.append(time.monotonic() - self.ended_at)
+            self.reconnected_s.append(self.connected_at - self.ended_at)
             self.ended_at, self.failed_attempts = None, 0
 
     def _try_again(self) -> None:
@@ -179,6 +185,8 @@ class ProcessResult:
     dropped: int = 0  # streams that ended before the run did
     failures: dict[str, int] = field(default_factory=dict)  # why clients did not get their first event
     resumed_s: list[float] = field(default_factory=list)  # streams that ended and came back: how long it took
+    reconnected_s: list[float] = field(default_factory=list)  # ... until their new connection to the gateway was up
+    ended: list[float] = field(default_factory=list)  # when live streams ended (time.monotonic())
     resume_snapshots: int = 0
     resume_failures: dict[str, int] = field(default_factory=dict)
 
@@ -295,6 +303,8 @@ async def _clients(plan: ClientPlan, pipe: Connection) -> None:
         stream.stopping = True
     result.dropped = sum(1 for s in live if s.closed.is_set() or s.away)
     result.resumed_s = [seconds for s in streams for seconds in s.resumed_s]
+    result.reconnected_s = [seconds for s in streams for seconds in s.reconnected_s]
+    result.ended = [at for s in streams for at in s.ended]
     result.resume_snapshots = sum(s.resume_snapshots for s in streams)
     for why in (why for s in streams for why in s.resume_failures):
         result.resume_failures[why] = result.resume_failures.get(why, 0) + 1
@@ -305,7 +315,7 @@ async def _clients(plan: ClientPlan, pipe: Connection) -> None:
     pipe.send(("done", result))
 
 
-async def drain_a_pod(stack: LocalStack, sent: SendResults, rate: float) -> str:
+async def drain_a_pod(stack: LocalStack, sent: SendResults, rate: float) -> tuple[str, float]:
     """Once changes are flowing (a second's worth sent), SIGTERM one API pod: it tells its SSE clients to
     reconnect and stops; they come back through the gateway to the other pod with their Last-Event-ID (the
     supervisor starts the drained pod again)."""
@@ -315,7 +325,7 @@ async def drain_a_pod(stack: LocalStack, sent: SendResults, rate: float) -> str:
         await asyncio.sleep(0.05)
     unit = stack.api_units()[0]
     os.kill(unit.pid, signal.SIGTERM)
-    return unit.name
+    return unit.name, time.monotonic()
 
 
 def pods_rss_bytes(stack: LocalStack) -> int:
@@ -414,7 +424,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     watching = asyncio.create_task(watch_feed(settings, seen, stop_watching))
     before, started = cpu_times(), time.perf_counter()
     publishing = asyncio.create_task(publish_changes(args.gateway, headers, args.rate, args.duration, sent))
-    drained = await drain_a_pod(stack, sent, args.rate) if args.drain else None
+    drained, drained_at = await drain_a_pod(stack, sent, args.rate) if args.drain else (None, 0.0)
     changes = await publishing
     results: list[ProcessResult] = []
     for pipe in pipes:
@@ -429,6 +439,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         child.join(timeout=30)
     first = [s for r in results for s in r.first_event_s]
     resumed = [s for r in results for s in r.resumed_s]
+    reconnected = [s for r in results for s in r.reconnected_s]
+    ended = [at - drained_at for r in results for at in r.ended]
     resume_failures: dict[str, int] = {}
     for why, count in (item for r in results for item in r.resume_failures.items()):
         resume_failures[why] = resume_failures.get(why, 0) + count
@@ -462,6 +474,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99": percentile(resumed, 0.99),
             "max": max(resumed, default=float("nan")),
         },
+        "stream_end_after_sigterm_s": {"p50": percentile(ended, 0.5), "p99": percentile(ended, 0.99)},
+        "reconnected_s": {"p50": percentile(reconnected, 0.5), "p99": percentile(reconnected, 0.99)},
         "resume_snapshots": sum(r.resume_snapshots for r in results),
         "resume_failures": resume_failures,
         "rate_per_s": args.rate,
@@ -543,6 +557,20 @@ def _drain_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"{report['resumed']} ({report['resume_snapshots']}); failed attempts (each tried again): {failures}",
         ),
         ("stream end -> resumed p50 / p99 / max", f"{took['p50']:.2f} / {took['p99']:.2f} / {took['max']:.2f} s"),
+        *_drain_timing_rows(report),
+    ]
+
+
+def _drain_timing_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    ended, connected = report.get("stream_end_after_sigterm_s"), report.get("reconnected_s")
+    if ended is None or connected is None:  # a result written before these were measured
+        return []
+    return [
+        (
+            "of which p50 / p99",
+            f"SIGTERM -> stream end {ended['p50']:.2f} / {ended['p99']:.2f} s; stream end -> connected to the gateway"
+            f" again {connected['p50']:.2f} / {connected['p99']:.2f} s",
+        )
     ]
 
 

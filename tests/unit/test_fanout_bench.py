@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.fanout import _split_rows, latency_split
+from bench.fanout import _drain_timing_rows, _split_rows, latency_split
 from bench.latency import Results
 
 
@@ -21,3 +21,12 @@ def test_each_leg_is_measured_from_its_own_start() -> None:
 
 def test_a_result_without_the_split_keeps_its_table() -> None:
     assert _split_rows({}) == []
+
+
+def test_a_drain_says_when_streams_ended_and_when_their_clients_were_connected_again() -> None:
+    report = {"stream_end_after_sigterm_s": {"p50": 1.0, "p99": 6.5}, "reconnected_s": {"p50": 0.2, "p99": 3.0}}
+
+    (row,) = _drain_timing_rows(report)
+
+    assert row[1] == "SIGTERM -> stream end 1.00 / 6.50 s; stream end -> connected to the gateway again 0.20 / 3.00 s"
+    assert _drain_timing_rows({}) == []
