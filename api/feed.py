@@ -138,12 +138,14 @@ class Subscriber:
 
     def unsent(self) -> bool:
         """Whether bytes written to this live client are still waiting for its socket to take them."""
-        return (
-            self.transport is not None
-            and not self.overflowed
-            and not self.transport.is_closing()
-            and self.transport.get_write_buffer_size() > 0
-        )
+        transport = self._open_transport()
+        return transport is not None and transport.get_write_buffer_size() > 0
+
+    def _open_transport(self) -> asyncio.WriteTransport | None:
+        """The live client's connection, unless it was cut loose or is closing."""
+        if self.transport is None or self.overflowed or self.transport.is_closing():
+            return None
+        return self.transport
 
     def go_live(self, transport: asyncio.WriteTransport, chunked: bool, gzip: GzipFraming | None = None) -> None:
         """Called once the initial data is written; no await between flushing and going live."""
@@ -164,8 +166,9 @@ class Subscriber:
 
     def beat(self) -> None:
         """The keep-alive comment, to a live client the feed had nothing for lately."""
-        if self.transport is not None and not self.overflowed and not self.transport.is_closing():
-            self.transport.write(self._shared_bytes(HEARTBEAT))
+        transport = self._open_transport()
+        if transport is not None:
+            transport.write(self._shared_bytes(HEARTBEAT))
 
     def _shared_bytes(self, piece: Piece) -> bytes:
         """The piece's bytes as built once for every client of this kind (plain or gzip, chunked or not)."""

@@ -38,8 +38,12 @@ class GzipEventSourceResponse(EventSourceResponse):
         await self._write_first(self.framing.piece(data, deflated))
 
     async def _write_first(self, piece: bytes) -> None:
+        await super().write(self._unsent_header() + piece)
+
+    def _unsent_header(self) -> bytes:
+        """The gzip header if it has not gone out yet (then it goes with what is written next), else nothing."""
         header, self._header = self._header, b""
-        await super().write(header + piece if header else piece)
+        return header
 
     async def ready_for_pieces(self) -> GzipFraming:
         """The stream's gzip state, once its header is out: from then on the feed writes its shared pieces
@@ -51,8 +55,7 @@ class GzipEventSourceResponse(EventSourceResponse):
     async def write_eof(self, data: bytes = b"") -> None:
         if self._eof_sent or not self.prepared:
             return await super().write_eof(data)
-        header, self._header = self._header, b""
-        ending = header + (self.framing.piece(data) if data else b"") + self.framing.end()
+        ending = self._unsent_header() + (self.framing.piece(data) if data else b"") + self.framing.end()
         with contextlib.suppress(ConnectionError):  # a client already gone needs no trailer
             await super().write_eof(ending)
 
