@@ -44,7 +44,7 @@ from redis.asyncio import Redis
 from bench.latency import CITY, PRICE_BASE, prepare, publish_changes
 from bench.latency import Results as SendResults
 from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
-from bench.report import percentile, report_result
+from bench.report import p50_p99, percentile, report_result
 from core.redis_keys import city_keys
 from core.settings import Settings
 from core.tokens import Role, issue_token
@@ -375,13 +375,10 @@ async def watch_feed(settings: Settings, seen: dict[int, float], stop: asyncio.E
 def latency_split(sent: SendResults, seen: dict[int, float], probes: list[tuple[int, float]]) -> dict[str, Any]:
     """p50/p99 (ms) of each leg: the POST answered, the change in Redis, and from Redis to the probe clients."""
 
-    def leg(samples: list[float]) -> dict[str, float]:
-        return {"p50": percentile(samples, 0.5) * 1000, "p99": percentile(samples, 0.99) * 1000}
-
     return {
-        "answered": leg([at - sent.sent_at[n] for n, at in sent.answered_at.items()]),
-        "in_redis": leg([at - sent.sent_at[n] for n, at in seen.items() if n in sent.sent_at]),
-        "fan_out": leg([received - seen[n] for n, received in probes if n in seen]),
+        "answered": p50_p99([at - sent.sent_at[n] for n, at in sent.answered_at.items()], 1000),
+        "in_redis": p50_p99([at - sent.sent_at[n] for n, at in seen.items() if n in sent.sent_at], 1000),
+        "fan_out": p50_p99([received - seen[n] for n, received in probes if n in seen], 1000),
     }
 
 
@@ -462,20 +459,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "failed": failed,
         "failures": failures,
         "storm_s": storm_s,
-        "first_event_s": {
-            "p50": percentile(first, 0.5),
-            "p99": percentile(first, 0.99),
-            "max": max(first, default=float("nan")),
-        },
+        "first_event_s": p50_p99(first) | {"max": max(first, default=float("nan"))},
         "drained": drained,
         "resumed": len(resumed),
-        "resumed_s": {
-            "p50": percentile(resumed, 0.5),
-            "p99": percentile(resumed, 0.99),
-            "max": max(resumed, default=float("nan")),
-        },
-        "stream_end_after_sigterm_s": {"p50": percentile(ended, 0.5), "p99": percentile(ended, 0.99)},
-        "reconnected_s": {"p50": percentile(reconnected, 0.5), "p99": percentile(reconnected, 0.99)},
+        "resumed_s": p50_p99(resumed) | {"max": max(resumed, default=float("nan"))},
+        "stream_end_after_sigterm_s": p50_p99(ended),
+        "reconnected_s": p50_p99(reconnected),
         "resume_snapshots": sum(r.resume_snapshots for r in results),
         "resume_failures": resume_failures,
         "rate_per_s": args.rate,
