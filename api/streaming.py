@@ -25,6 +25,8 @@ async def stream_to_client(
 
     A client that accepts gzip gets the stream gzipped (a snapshot is ~80 KB plain, ~7 KB gzipped), built from
     pieces compressed once for every client (api.gzip_stream)."""
+    if request.transport is None:  # gone before its stream began: aiohttp-sse's prepare() would assert (a 500)
+        raise ConnectionResetError("the client left before its stream began")
     app = request.app
     gzip = accepts_gzip(request)
     response_cls = GzipEventSourceResponse if gzip else EventSourceResponse
