@@ -45,6 +45,7 @@ from bench.latency import CITY, PRICE_BASE, prepare, publish_changes
 from bench.latency import Results as SendResults
 from bench.machine import cpu_times, load_between, machine_rows, problems, verdict_row
 from bench.report import p50_p99, percentile, report_result
+from core.gc_policy import settle_after_startup
 from core.redis_keys import city_keys
 from core.settings import Settings
 from core.tokens import Role, issue_token
@@ -131,7 +132,6 @@ class TimedStream(CountingStream):
         self._id_tail = b"\n"
         try:
             await open_stream(self)
-            self.connected_at = time.monotonic()
         except OSError as exc:
             self._attempt_failed(type(exc).__name__)
 
@@ -231,6 +231,7 @@ async def open_stream(stream: TimedStream) -> None:
     sock = bound_socket(stream.source)
     try:
         await loop.sock_connect(sock, stream.address)
+        stream.connected_at = time.monotonic()  # its answer may come before this coroutine runs again
         if sock.send(stream.request) != len(stream.request):  # ~200 bytes to a new socket: never short
             raise OSError("the request did not fit the new socket's buffer")
         stream.request_sent = True
@@ -245,7 +246,9 @@ def client_process(plan: ClientPlan, pipe: Connection) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # uvloop: the load generator shares the machine's two cores with everything it measures; asyncio's own loop
-    # spent most of a 20,000-client storm's CPU in the clients, which then sent their requests too late.
+    # spent most of a 20,000-client storm's CPU in the clients, which then sent their requests too late. It holds
+    # thousands of streams as a pod does, and collects its garbage as the pods do (core.gc_policy).
+    settle_after_startup()
     uvloop.run(_clients(plan, pipe))
 
 

@@ -111,12 +111,16 @@ async def publish_changes(gateway: str, headers: dict[str, str], rate: float, du
                 "price_cents": PRICE_BASE + n,
             }
             results.sent_at[n] = time.monotonic()  # the clock of an event's received_at
-            async with session.post(f"{gateway}/v1/admin/events", json=body, headers=headers) as response:
-                if response.status != 202:
-                    results.post_failures += 1
-                    results.failed.add(n)
-                else:
-                    results.answered_at[n] = time.monotonic()
+            try:
+                async with session.post(f"{gateway}/v1/admin/events", json=body, headers=headers) as response:
+                    answered = response.status == 202
+            except aiohttp.ClientError:  # e.g. the connection reset while the pods drain: failed, as a 5xx is
+                answered = False
+            if answered:
+                results.answered_at[n] = time.monotonic()
+            else:
+                results.post_failures += 1
+                results.failed.add(n)
 
         started = time.perf_counter()
         while time.perf_counter() - started < duration:
