@@ -258,6 +258,39 @@ def test_the_gateway_has_room_for_50000_streams_within_the_open_file_limit(tmp_p
     assert "backlog=" in config.stdout
 
 
+async def test_the_gateways_connections_to_a_pod_leave_from_many_loopback_addresses(
+    stack: Stack, gateway: Gateway
+) -> None:
+    """From one source address every connect() to a pod searches the ephemeral ports for one not yet paired with
+    it, a search that grows with the streams the pod holds; the gateway spreads them over 127.0.2.100-199."""
+    api_port = int(stack.api_url().rsplit(":", 1)[1])
+    url = f"{gateway.url}/v1/cities/blr/menu/stream"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        streams = [await http.get(url) for _ in range(STREAMS_PER_CLIENT * 4)]  # from 127.0.0.1: exempt
+        try:
+            assert all(stream.status == 200 for stream in streams)
+            sources = {address for address, port in established_to(api_port) if port != gateway.port}
+            assert len(sources) >= 4, sources
+            assert all(
+                address.startswith("127.0.2.") and 100 <= int(address.rsplit(".", 1)[1]) <= 199 for address in sources
+            )
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+def established_to(port: int) -> list[tuple[str, int]]:
+    """The local (address, port) of every established IPv4 connection to 127.0.0.1:`port` (from /proc/net/tcp)."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        remote_address, remote_port = remote.split(":")
+        if state == "01" and int(remote_port, 16) == port and remote_address == "0100007F":
+            address, local_port = local.split(":")
+            found.append((".".join(str(b) for b in reversed(bytes.fromhex(address))), int(local_port, 16)))
+    return found
+
+
 async def test_a_stream_comes_gzipped_through_the_gateway_to_a_client_that_accepts_it(
     stack: Stack, gateway: Gateway, http: aiohttp.ClientSession
 ) -> None:
