@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -49,6 +50,7 @@ from api.server import HardenedRunner
 from api.sse import tell_to_reconnect
 from api.stream_follow import FEED_SOCKET_TIMEOUT_S
 from core.build import announce
+from core.gc_policy import settle_after_startup
 from core.publisher import EventPublisher
 from core.settings import Settings
 
@@ -116,9 +118,11 @@ async def drain_streams(app: web.Application) -> None:
     streams = tuple(open_streams)
     # All at once, each within its bound: one after another, thousands of clients slow to read (a saturated
     # box) took up to a second each, and a drained pod served on for minutes instead of closing.
+    began = time.monotonic()
     await asyncio.gather(*(tell_to_reconnect(stream) for stream in streams))
     for stream in streams:
         stream.stop_streaming()
+    logger.info("draining: %d SSE clients told to reconnect in %.1fs", len(streams), time.monotonic() - began)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -172,6 +176,7 @@ async def serve(app: web.Application, settings: Settings, reuse_port: bool = Fal
         runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG
     )
     await site.start()
+    settle_after_startup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -181,7 +186,9 @@ async def serve(app: web.Application, settings: Settings, reuse_port: bool = Fal
     READY_GAUGE.set(0)
     logger.info("draining: not ready, serving on for %.1fs before closing", settings.pre_stop_s)
     await asyncio.sleep(settings.pre_stop_s)
+    began = time.monotonic()
     await finish_within(runner.cleanup(), settings.drain_s + CLEANUP_SLACK_S)
+    logger.info("draining: done in %.1fs", time.monotonic() - began)
 
 
 CLEANUP_SLACK_S = 10.0  # past drain_s, for the clients to be told and the connections to its stores to close
