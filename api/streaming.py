@@ -10,7 +10,7 @@ from api.keys import SETTINGS, STREAMS
 from api.metrics import SSE_CLIENTS, SSE_EVENTS_SENT, SSE_SLOW_CLIENTS
 from api.readmodel import FeedEntry
 from api.server import on_client_gone
-from api.sse import SEPARATOR, GzipEventSourceResponse, tell_to_reconnect
+from api.sse import SEPARATOR, FeedEventSourceResponse, GzipEventSourceResponse, tell_to_reconnect
 
 # aiohttp-sse's own heartbeat for a stream whose feed sends the heartbeats (api.feed.CityFeed): never. Its task then
 # only stands for the stream being open (stop_streaming() ends it); a finite number, as uvloop's timers need one.
@@ -29,7 +29,7 @@ async def stream_to_client(
         raise ConnectionResetError("the client left before its stream began")
     app = request.app
     gzip = accepts_gzip(request)
-    response_cls = GzipEventSourceResponse if gzip else EventSourceResponse
+    response_cls = GzipEventSourceResponse if gzip else FeedEventSourceResponse
     headers = {"Vary": "Accept-Encoding"}
     ping_s = FEED_BEATS_PING_S if feed_beats else app[SETTINGS].sse_ping_s
     async with sse_response(
@@ -43,7 +43,7 @@ async def stream_to_client(
                 subscriber.last_order = initial[-1].order
                 SSE_EVENTS_SENT.labels(kind=kind).inc(len(initial))
             if request.transport is not None:
-                framing = await stream.ready_for_pieces() if isinstance(stream, GzipEventSourceResponse) else None
+                framing = await stream.ready_for_feed()
                 subscriber.go_live(request.transport, stream.chunked, framing)
                 await _until_closed_or_cut_loose(request, stream, subscriber)
                 if subscriber.overflowed:
