@@ -61,6 +61,7 @@ SOURCE_NETWORK = "127.0.1"
 CLIENTS_PER_SOURCE = 1_000
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux: bind() leaves the port to connect(), which picks it per destination
 PROBES_PER_PROCESS = 10
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 CONNECT_TIMEOUT_S = 120.0
 DELIVERY_TIMEOUT_S = 30.0  # after the last change is sent, for every client to have every change
 # The customer page's waits between attempts (api/ui/live-menu.js): whatever the failure, it tries again.
@@ -576,7 +577,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=0, help=f"client processes (0: one per {CLIENTS_PER_PROCESS})")
     parser.add_argument("--rate", type=float, default=50.0, help="admin changes per second")
     parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    parser.add_argument("--gateway", default=DEFAULT_GATEWAY, help="or an API pod's own address, past the gateway")
     parser.add_argument("--plain", action="store_true", help="clients do not accept gzip (browsers do)")
     parser.add_argument("--waves", type=int, default=1, help="connect in this many waves, not all at once")
     parser.add_argument(
@@ -587,6 +588,8 @@ def main() -> None:
     kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"
     kind += f"-{args.waves}-waves" if args.waves > 1 else ""
     kind += "-drain" if args.drain else ""
+    kind += "-plain" if args.plain else ""
+    kind += "-past-the-gateway" if args.gateway != DEFAULT_GATEWAY else ""
     print(f"\n(written to {report_result(kind, report, report_rows(report), module='fanout')})")
     for problem in report["not_comparable"]:
         print(f"warning: not comparable: {problem}", file=sys.stderr)
