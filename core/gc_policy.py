@@ -9,9 +9,8 @@ CPU, and perf put `gc_collect_main` at 8% of the whole machine.
 
 So: what start-up built (modules, settings, pools) is frozen out of every collection, and a young collection
 waits for 10,000 new objects, by which time most of a request's objects are gone (reference counting frees
-them; the collector is only for cycles). Fewer survive to be promoted, and a full collection comes rarely; a
-young collection of 10,000 objects stays a pause of milliseconds. The pods' memory per connection did not change
-(20.0 KB in `bench.fanout`). Cycles are collected as before, only later.
+them; the collector is only for cycles). Fewer survive to be promoted, and a full collection comes rarely. The
+pods' memory per connection did not change (20.0 KB in `bench.fanout`). Cycles are collected as before, only later.
 """
 
 import gc
