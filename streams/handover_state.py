@@ -102,8 +102,7 @@ class Handover:
     def took(self, lane: Lane) -> None:
         self.projecting.add(lane)
         self.released.discard(lane)
-        if self.projecting >= self.lanes:
-            self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
+        self._project_if_holding_every_lane()
 
     def fenced(self, lane: Lane, why: str) -> None:
         """Redis refused a write of this worker's epoch: a newer generation holds the lane."""
@@ -119,11 +118,16 @@ class Handover:
 
     def waiting_for_markers(self) -> None:
         """Taking over, markers on the log: which lanes this worker has yet to read its marker on."""
-        waiting = sorted(lane_name(lane) for lane in self.lanes - self.projecting)
-        if not waiting:
-            self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
+        if self._project_if_holding_every_lane():
             return
+        waiting = sorted(lane_name(lane) for lane in self.lanes - self.projecting)
         self._enter(Phase.TAKING_OVER, f"markers of epoch {self.markers_epoch} on the log; not read yet on {waiting}")
+
+    def _project_if_holding_every_lane(self) -> bool:
+        if not self.projecting >= self.lanes:
+            return False
+        self._enter(Phase.PROJECTING, f"holds every lane at epoch {self.epoch}")
+        return True
 
     def take_back(self) -> bool:
         """A worker that released lanes (retired, or part-way: its successor failed while taking over; its tables
