@@ -207,8 +207,15 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def writelines(self, list_of_data: Iterable[bytes]) -> None:
+        """One send of all of them, as a socket's writev."""
+        self.writes.append(b"".join(list_of_data))
+
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
 
     def is_closing(self) -> bool:
         return self.closing

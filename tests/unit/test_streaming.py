@@ -13,6 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from api.feed import Subscriber
 from api.sse import SEPARATOR, FeedEventSourceResponse, GzipEventSourceResponse
 from api.streaming import stream_to_client
+from tests.support.fakes import RecordingTransport
 
 
 async def test_a_client_gone_before_its_stream_began_is_a_connection_reset() -> None:
@@ -21,26 +22,6 @@ async def test_a_client_gone_before_its_stream_began_is_a_connection_reset() -> 
 
     with pytest.raises(ConnectionResetError):
         await stream_to_client(request, Subscriber(1_000), [], kind="menu", feed_beats=True)
-
-
-class RecordingTransport(asyncio.Transport):
-    """Every write a stream makes, as the bytes of one send each."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sends: list[bytes] = []
-
-    def write(self, data: Any) -> None:
-        self.sends.append(bytes(data))
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.sends.append(b"".join(list_of_data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 async def started_stream(response_cls: type[FeedEventSourceResponse]) -> tuple[FeedEventSourceResponse, list[bytes]]:
@@ -52,7 +33,7 @@ async def started_stream(response_cls: type[FeedEventSourceResponse]) -> tuple[F
     )
     stream = response_cls(sep=SEPARATOR)
     await stream.prepare(request)
-    return stream, transport.sends
+    return stream, transport.writes
 
 
 @pytest.mark.parametrize("response_cls", [FeedEventSourceResponse, GzipEventSourceResponse])
