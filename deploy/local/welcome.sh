@@ -33,6 +33,7 @@ Open in a browser (signed in for 24 hours, the dashboard 8; the token stays in t
 Tokens:   .venv/bin/feastflow token --role admin      (or --role customer [--sub NAME])
 Watch:    curl -N $gateway/v1/cities/blr/menu/stream
 Change:   curl -X POST $gateway/v1/admin/events -H "Authorization: Bearer \$(.venv/bin/feastflow token --role admin)" \\
+            -H "Content-Type: application/json" \\
             -d '{"type":"price.set","city":"blr","restaurant_id":"blr-r01","item_id":"blr-r01-i001","price_cents":4200}'
 Status:   make status           (pids, uptimes, restarts: a crashed worker or API pod is restarted)
 Deploy:   make rollout          (rolling restart; REF=<git ref> to roll to another version)
