@@ -55,7 +55,8 @@ async def test_a_price_changed_on_the_dashboard_shows_on_an_open_customer_page_w
     await expect(greyed).to_have_attribute("data-available", "false", timeout=LIVE_TIMEOUT_MS)
     await expect(greyed.locator("button.add")).to_be_disabled()
     await expect(greyed.locator(".unavailable-note")).to_be_visible()
-    assert await greyed.evaluate("node => getComputedStyle(node).backgroundColor") != "rgba(0, 0, 0, 0)"
+    # Waits: the row's background fades in over 0.3 s (a CSS transition), so at first it is still transparent.
+    await expect(greyed).not_to_have_css("background-color", "rgba(0, 0, 0, 0)")
 
     activity = admin.page.locator("#activity li").first
     await expect(activity.locator(".badge")).to_have_text("applied", timeout=LIVE_TIMEOUT_MS)
