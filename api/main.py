@@ -36,6 +36,7 @@ from api.limits import ClientLimits, limits_middleware
 from api.metrics import READY as READY_GAUGE
 from api.middlewares import (
     body_timeout_middleware,
+    close_while_draining_middleware,
     errors_middleware,
     metrics_middleware,
     request_id_middleware,
@@ -137,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             request_id_middleware,
+            close_while_draining_middleware,
             metrics_middleware,
             errors_middleware,
             limits_middleware(limits),

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.errors import ApiError, BadRequest, RequestTimeout
-from api.keys import SETTINGS
+from api.keys import DRAINING, SETTINGS
 from api.metrics import DEPENDENCY_ERRORS, LATENCY, REQUESTS
 from api.sse import parse_last_event_id
 from core.logs import request_id_var
@@ -90,6 +90,17 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         request_id_var.reset(token)
     if not response.prepared:  # streams sent their headers already; they set it themselves
         response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def close_while_draining_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Once the pod is stopping, every answer says `Connection: close`: the gateway stops reusing a connection to
+    this pod after its answer, instead of the pod closing it under a request the gateway is sending (see
+    api.server.HardenedServer.shutdown)."""
+    response = await handler(request)
+    if request.app[DRAINING].is_set() and not response.prepared:
+        response.force_close()
     return response
 
 

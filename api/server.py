@@ -1,4 +1,4 @@
-"""The pod's HTTP server: aiohttp's, with two things its knobs do not offer.
+"""The pod's HTTP server: aiohttp's, with three things its knobs do not offer.
 
 - Errors aiohttp answers by itself, before any middleware runs (a request line or headers it cannot parse,
   too long, too many), get the contract's JSON error body instead of plain text, with the gateway's
@@ -6,13 +6,17 @@
 - A header read timeout: a connection must deliver a complete request head within `header_timeout_s` of
   being opened, or of its first byte after the previous request, else it is closed. aiohttp only has the
   keep-alive timer, which must stay longer than the gateway's idle upstream timeout (nginx reuses idle
-  connections for 60 s: closing them sooner races its next request), so it cannot bound a slow sender.
+  connections until then: closing them sooner races its next request), so it cannot bound a slow sender.
+- A stopping pod does not close idle keep-alive connections under the gateway (the same race); it answers with
+  `Connection: close` and waits a bounded time for the gateway to let them go.
 
-Both hook into aiohttp's RequestHandler (its `handle_error`, `connection_made`, `data_received`) and the
-Server that makes one per connection; aiohttp offers no public way to choose that class, hence HardenedRunner.
+They hook into aiohttp's RequestHandler (its `handle_error`, `connection_made`, `data_received`) and the
+Server that makes one per connection (its `pre_shutdown`, `shutdown`); aiohttp offers no public way to choose
+that class, hence HardenedRunner.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +35,10 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST_LINE = 8190
 MAX_HEADER_LINE = 8192
 MAX_HEADERS = 100
-KEEPALIVE_S = 75.0  # longer than the gateway's upstream keepalive_timeout (60 s)
+KEEPALIVE_S = 75.0  # longer than a gateway's idle upstream timeout (the local one's 3 s; ingress-nginx's 60 s)
+# A stopping pod waits this long at most for its peers to close their connections (HardenedServer.shutdown): longer
+# than the local gateway's upstream keepalive_timeout (deploy/local/gateway.sh).
+PEERS_CLOSE_S = 4.0
 LINGER_S = 2.0  # after an early error answer, how long to swallow the rest of a body the client still sends
 
 
@@ -127,6 +134,41 @@ class HardenedRequestHandler(RequestHandler):
 
 class HardenedServer(Server):
     header_timeout_s: float = 10.0
+    _none_left: asyncio.Event | None = None  # set once a stopping server has no connection left
+
+    def pre_shutdown(self) -> None:
+        """aiohttp closes every idle keep-alive connection here, as the pod stops. A gateway may be sending a request
+        on one of them at that moment (nginx takes idle connections to a pod from its pool), and the request is lost:
+        a 502 that nginx does not retry for a POST (seen: an admin POST during a pod's drain under load). Idle
+        connections are left to their peers to close instead, and `shutdown` waits for that."""
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """For up to `PEERS_CLOSE_S` (within `timeout`, the pod's drain_s), waits while connections are open: answers
+        say `Connection: close` meanwhile (api.middlewares), and the gateway closes its idle connections after its
+        idle timeout (the local gateway's 3 s; the cluster's ingress stops using the pod once it leaves the
+        endpoints). Then, as aiohttp does, lets requests still running finish in what is left of `timeout` and closes
+        the rest."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        bound = PEERS_CLOSE_S if timeout is None else min(timeout, PEERS_CLOSE_S)
+        self._none_left = asyncio.Event()
+        self._note_if_none_left()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_left.wait(), bound)
+        super().pre_shutdown()  # what still is idle now is closed, as aiohttp would have at once
+        left = None if timeout is None else max(0.0, timeout - (loop.time() - began))
+        await super().shutdown(left)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        if handler._task_handler is not None:  # aiohttp forgets the connection once its task is done
+            handler._task_handler.add_done_callback(lambda _: self._note_if_none_left())
+        else:
+            self._note_if_none_left()
+
+    def _note_if_none_left(self) -> None:
+        if self._none_left is not None and not self._connections:
+            self._none_left.set()
 
     def __call__(self) -> RequestHandler:
         handler = HardenedRequestHandler(self, loop=self._loop, **self._kwargs)

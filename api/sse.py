@@ -26,6 +26,15 @@ class FeedEventSourceResponse(EventSourceResponse):
 
     _send_headers_immediately = False
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A stream's connection is never reused: it ends when the client leaves, falls behind or the pod drains.
+        # aiohttp-sse says `keep-alive`, and a gateway then put the connection back in its pool as the stream ended
+        # with the pod draining, and sent a request on it just as the pod closed it: lost (a 502 nginx does not retry
+        # for a POST; seen in a drain under load). `close` tells the gateway to let the connection go.
+        self.headers["Connection"] = "close"
+        self.force_close()
+
     async def ready_for_feed(self) -> GzipFraming | None:
         """Sends what aiohttp still holds for this stream (the head, when nothing was written yet): from then on
         the feed writes straight to the transport. Returns the gzip state the feed accounts its pieces in, if any."""

@@ -139,7 +139,10 @@ http {
     upstream feastflow_api {
 @SERVERS@
         keepalive 32;
-        keepalive_timeout 60s;
+        # Idle connections to the pods are let go after 3 s: a stopping pod waits for that instead of closing them
+        # under a request being sent (api/server.py, PEERS_CLOSE_S), as nginx learns a pod stopped only by its
+        # refused connects.
+        keepalive_timeout 3s;
     }
 
     server {

@@ -25,19 +25,23 @@ async def raw_request(base_url: str, data: bytes, timeout: float = 10.0) -> RawA
     try:
         writer.write(data)
         await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        body = await asyncio.wait_for(reader.readexactly(length), timeout)
-        return RawAnswer(status, headers, body)
+        return await read_answer(reader, timeout)
     finally:
         writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader, timeout: float = 10.0, body: bool = True) -> RawAnswer:
+    """One answer off a connection: its head, and its body by Content-Length unless `body` is False (a stream)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0")) if body else 0
+    return RawAnswer(status, headers, await asyncio.wait_for(reader.readexactly(length), timeout))
 
 
 def assert_raw_contract_answer(answer: RawAnswer) -> dict[str, Any] | None:
