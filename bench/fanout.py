@@ -587,7 +587,7 @@ def main() -> None:
     report = asyncio.run(run(args))
     kind = f"fanout-{args.clients // 1000}k" if args.clients >= 1000 else f"fanout-{args.clients}"
     kind += f"-{args.waves}-waves" if args.waves > 1 else ""
-    kind += "-drain" if args.drain else ""
+    kind += f"-drain-at-{args.rate:g}-per-s" if args.drain else ""  # a drain's storm depends on the deliveries
     kind += "-plain" if args.plain else ""
     kind += "-past-the-gateway" if args.gateway != DEFAULT_GATEWAY else ""
     print(f"\n(written to {report_result(kind, report, report_rows(report), module='fanout')})")

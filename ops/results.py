@@ -17,7 +17,7 @@ from core.settings import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "docs" / "benchmarks"
 README = REPO_ROOT / "README.md"
-_BLOCK = re.compile(r"(<!-- results:(?P<kind>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=kind) -->)", re.S)
+_BLOCK = re.compile(r"(<!-- results:(?P<kind>[a-z0-9.-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=kind) -->)", re.S)
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
