@@ -39,7 +39,11 @@ async def metrics(request: web.Request) -> web.Response:
     if multiprocess_metrics_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    answer = web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # A scraper comes back every few seconds: a connection of its own each time, rather than one it keeps idle and a
+    # stopping pod waits for (api.server.HardenedServer.shutdown; Prometheus held one to every pod).
+    answer.force_close()
+    return answer
 
 
 async def readiness_probe(app: web.Application) -> AsyncIterator[None]:

@@ -47,7 +47,7 @@ async def test_a_stopping_pod_answers_on_its_idle_connections_instead_of_closing
 ) -> None:
     """A gateway sends requests on idle connections from its pool; a pod that closed them as it stopped lost a
     request sent at that moment (a 502, not retried for a POST). The stopping pod keeps them, says
-    `Connection: close` on its answers, and its streams' connections are never put back in a pool."""
+    `Connection: close` on its answers, and its streams' and scrapes' connections are never kept idle."""
     pod = await stack.start_api(FEASTFLOW_PRE_STOP_S="0", FEASTFLOW_DRAIN_S="3")
     parts = urlsplit(pod.ready_url)
     idle_reader, idle = await asyncio.open_connection(parts.hostname, parts.port)
@@ -56,6 +56,13 @@ async def test_a_stopping_pod_answers_on_its_idle_connections_instead_of_closing
         idle.write(b"GET /healthz HTTP/1.1\r\nHost: pod\r\n\r\n")
         answer = await read_answer(idle_reader)
         assert answer.status == 200 and answer.headers.get("connection") != "close", answer
+        # A scraper holds no idle connection the stopping pod would wait for: its answer closes the connection.
+        scrape_reader, scrape = await asyncio.open_connection(parts.hostname, parts.port)
+        scrape.write(b"GET /metrics HTTP/1.1\r\nHost: pod\r\n\r\n")
+        answer = await read_answer(scrape_reader)
+        assert answer.status == 200 and answer.headers["connection"] == "close", answer
+        assert await asyncio.wait_for(scrape_reader.read(), 5) == b""
+        scrape.close()
         stream.write(b"GET /v1/cities/blr/menu/stream HTTP/1.1\r\nHost: pod\r\n\r\n")
         answer = await read_answer(stream_reader, body=False)
         assert answer.status == 200 and answer.headers["connection"] == "close", answer
