@@ -3,12 +3,14 @@ a gateway that may be sending a request on it; it waits, bounded, for the peer t
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
 from api import server
 from api.server import HardenedRunner
+from tests.support.polling import poll_until
 from tests.support.raw_http import read_answer
 
 
@@ -27,6 +29,18 @@ async def started_runner() -> tuple[HardenedRunner, int]:
     return runner, port
 
 
+def refused(port: int) -> Callable[[], Awaitable[bool]]:
+    async def connect_is_refused() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return True
+        writer.close()
+        return False
+
+    return connect_is_refused
+
+
 async def idle_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\nHost: pod\r\n\r\n")
@@ -41,7 +55,8 @@ async def test_an_idle_connection_still_takes_a_request_while_the_server_stops(m
     reader, writer = await idle_connection(port)
     began = time.monotonic()
     stopping = asyncio.create_task(runner.cleanup())
-    await asyncio.sleep(0.1)  # well inside the bound: aiohttp alone had closed the connection at once
+    # The server stopped listening: past where aiohttp alone closed idle connections at once.
+    await poll_until(refused(port), 0.9, 0.01, "the server still listens")
     assert not stopping.done()
     writer.write(b"GET / HTTP/1.1\r\nHost: pod\r\n\r\n")
     answer = await read_answer(reader)
@@ -62,7 +77,9 @@ async def test_the_server_stops_as_soon_as_its_peers_let_their_connections_go(mo
     began = time.monotonic()
     stopping = asyncio.create_task(runner.cleanup())
     first.close()
-    await asyncio.sleep(0.2)
+    assert runner.server is not None
+    http_server = runner.server
+    await poll_until(lambda: len(http_server.connections) == 1, 2.0, 0.01, "the first connection is still counted")
     assert not stopping.done()  # one peer still holds a connection
     second.close()
     await asyncio.wait_for(stopping, 2)
